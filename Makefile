@@ -1,0 +1,30 @@
+# Atmosphere Mail — `make run` starts the relay on its embedded defaults,
+# `make test` runs the suite (installing what the tests need first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench setup test-deps clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/atmos-relay serve $(if $(CONFIG),--config $(CONFIG))
+
+test-deps: $(STAMP)
+	bash tests/setup/install-deps.sh
+
+test: test-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: test-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) state .pytest_cache bench/out

@@ -1,0 +1,46 @@
+"""`auth`: AUTH PLAIN on submission. Username is the member's DID or one of its domains.
+
+The key is checked before the member's status, so a wrong key never learns
+whether an account is pending or suspended; an unknown username costs the
+same hash as a known one.
+"""
+from __future__ import annotations
+
+from functions import events
+from functions.api_keys import DUMMY_HASH, verify_api_key
+from functions.members import credentials_for, domains_of
+from runtime import replies
+from runtime.context import LambdaContext
+from runtime.errors import RelayError
+
+
+class AuthRejected(RelayError):
+    def __init__(self, reply, did: str | None = None, detail: str = "") -> None:
+        super().__init__(reply, detail)
+        self.did = did
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    username = str(event.get("username") or "")
+    password = str(event.get("password") or "")
+    conn = context.store.connection()
+    member, candidates = credentials_for(conn, username)
+    matched = None
+    if not candidates or member is None:
+        verify_api_key(DUMMY_HASH, password)
+    for candidate in candidates:
+        if verify_api_key(candidate.api_key_hash, password):
+            matched = candidate
+            break
+    if matched is None or member is None:
+        raise AuthRejected(replies.AUTH_INVALID)
+    did = member["did"]
+    if member["status"] in ("pending", "suspended"):
+        with context.store.transaction() as tx:
+            events.emit(tx, context, "relay_rejected", {
+                "sender_did": did, "reject_reason": member["status"],
+                "detail": f"AUTH from {(event.get('session') or {}).get('peer', '')}"})
+        reply = replies.AUTH_PENDING if member["status"] == "pending" else replies.AUTH_SUSPENDED
+        raise AuthRejected(reply, did=did)
+    return {"principal": {"did": did, "domain": matched.domain, "domains": domains_of(conn, did),
+                          "username": username}}

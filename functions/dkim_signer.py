@@ -1,0 +1,94 @@
+"""DKIM signatures (RFC 6376, Ed25519 per RFC 8463) with dkimpy's canonicalisation and OpenSSL's RSA.
+
+dkimpy parses the message, canonicalises (relaxed/relaxed), selects the
+header instances to sign and folds the header; the private-key operation
+is done by `cryptography` (RSA) and PyNaCl (Ed25519), because dkimpy's own
+RSA is pure Python. The body hash is computed once however many
+signatures one message gets.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+
+import dkim
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from dkim.canonicalization import CanonicalizationPolicy
+
+CANONICALIZATION = b"relaxed/relaxed"
+SIGNED = (b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"date", b"message-id",
+          b"in-reply-to", b"references", b"mime-version", b"content-type", b"content-transfer-encoding",
+          b"content-language", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
+          b"x-atmos-member-did", b"feedback-id")
+# Signed once more than present, so nobody can add a second one after us.
+OVERSIGNED = (b"from", b"x-atmos-member-did", b"feedback-id", b"subject", b"to", b"date", b"message-id")
+
+
+class SigningError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Signature:
+    domain: str
+    selector: str
+    algorithm: str
+    header: bytes
+
+
+@functools.lru_cache(maxsize=512)
+def load_private_key(pem: str) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    """Parsed keys are cached by their PEM: parsing an RSA key costs more than signing with it."""
+    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise SigningError(f"unsupported DKIM key type {type(key).__name__}")
+    return key
+
+
+class MessageSigner:
+    """One message, canonicalised once, signed as many times as needed."""
+
+    def __init__(self, message: bytes) -> None:
+        try:
+            self.headers, body = dkim.rfc822_parse(message)
+        except dkim.MessageFormatError as exc:
+            raise SigningError(f"cannot parse message: {exc}") from exc
+        self.policy = CanonicalizationPolicy.from_c_value(CANONICALIZATION)
+        self.canonical_headers = self.policy.canonicalize_headers(self.headers)
+        canonical_body = self.policy.canonicalize_body(body)
+        self.body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest())
+        present = [name.lower() for name, _ in self.headers]
+        if b"from" not in present:
+            raise SigningError("the message has no From header")
+        self.include = tuple(h for h in present if h in SIGNED) + tuple(h for h in OVERSIGNED if h in present)
+
+    def sign(self, domain: str, selector: str, private_pem: str, timestamp: int | None = None) -> Signature:
+        key = load_private_key(private_pem)
+        algorithm = b"rsa-sha256" if isinstance(key, rsa.RSAPrivateKey) else b"ed25519-sha256"
+        fields = [
+            (b"v", b"1"),
+            (b"a", algorithm),
+            (b"c", CANONICALIZATION),
+            (b"d", domain.encode("ascii")),
+            (b"s", selector.encode("ascii")),
+            (b"t", str(timestamp or int(time.time())).encode("ascii")),
+            (b"h", b" : ".join(self.include)),
+            (b"bh", self.body_hash),
+            (b"b", b""),
+        ]
+        unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(b"DKIM-Signature"))
+        hasher = hashlib.sha256()
+        dkim.hash_headers(hasher, self.policy, self.canonical_headers, self.include,
+                          (b"DKIM-Signature", b" " + unsigned), dict(fields))
+        digest = hasher.digest()
+        if isinstance(key, rsa.RSAPrivateKey):
+            raw = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        else:
+            raw = key.sign(digest)
+        fields[-1] = (b"b", base64.b64encode(raw))
+        value = dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n", namelen=len(b"DKIM-Signature"))
+        return Signature(domain, selector, algorithm.decode(), b"DKIM-Signature: " + value)

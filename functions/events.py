@@ -1,0 +1,146 @@
+"""The relay's events: one marshmallow schema per action, sent in Osprey's envelope.
+
+`emit` validates the data, wraps it as Osprey expects on
+`osprey.actions_input` ({"send_time", "data": {"action_id", "action_name",
+"data"}}) and appends it to the outbox in the caller's transaction, keyed by
+the member's DID so each member's events stay in order on every partition.
+"""
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+from runtime.context import LambdaContext
+
+
+class _Event(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    sender_did = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class RelayAttempt(_Event):
+    message_id = fields.String(required=True)
+    queue_id = fields.String(load_default="")
+    recipients = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    member_domain = fields.String(load_default="")
+    size = fields.Integer(load_default=0)
+
+
+class RelayRejected(_Event):
+    reject_reason = fields.String(required=True)
+    detail = fields.String(load_default="")
+    recipient = fields.String(load_default="")
+    recipients = fields.List(fields.String(), load_default=list)
+
+
+class DeliveryResult(_Event):
+    message_id = fields.String(required=True)
+    queue_id = fields.String(load_default="")
+    recipient = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["delivered", "deferred", "failed", "expired"]))
+    mx = fields.String(load_default="")
+    smtp_code = fields.Integer(load_default=None, allow_none=True)
+    smtp_status = fields.String(load_default="")
+    smtp_text = fields.String(load_default="")
+    attempt = fields.Integer(load_default=1)
+
+
+class BounceReceived(_Event):
+    recipient = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["hard", "soft"]))
+    status = fields.String(required=True)
+    reason = fields.String(load_default="")
+    message_id = fields.String(load_default="")
+    source = fields.String(load_default="dsn")
+
+
+class ComplaintReceived(_Event):
+    recipient = fields.String(required=True)
+    feedback_type = fields.String(required=True)
+    message_id = fields.String(load_default="")
+    user_agent = fields.String(load_default="")
+
+
+class MemberLifecycle(_Event):
+    reason = fields.String(load_default="")
+    actor = fields.String(load_default="")
+
+
+class MemberSuspended(MemberLifecycle):
+    rule = fields.String(load_default="")
+    figures = fields.Dict(load_default=dict)
+
+
+class LabelChanged(_Event):
+    label = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["added", "removed"]))
+    source = fields.String(load_default="")
+
+
+SCHEMAS: dict[str, type[Schema]] = {
+    "relay_attempt": RelayAttempt,
+    "relay_rejected": RelayRejected,
+    "delivery_result": DeliveryResult,
+    "bounce_received": BounceReceived,
+    "complaint_received": ComplaintReceived,
+    "member_enrolled": MemberLifecycle,
+    "member_approved": MemberLifecycle,
+    "member_suspended": MemberSuspended,
+    "member_reactivated": MemberLifecycle,
+    "member_keys_rotated": MemberLifecycle,
+    "label_changed": LabelChanged,
+}
+
+
+class EventError(ValueError):
+    pass
+
+
+def new_action_id(when: float) -> int:
+    """Snowflake-style: milliseconds in the high bits, 22 random bits below; fits int64."""
+    return (int(when * 1000) << 22) | secrets.randbits(22)
+
+
+def rfc3339(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def envelope(action_name: str, data: dict[str, Any], when: float, action_id: int | None = None) -> dict[str, Any]:
+    schema = SCHEMAS.get(action_name)
+    if schema is None:
+        raise EventError(f"no schema for action {action_name!r}")
+    try:
+        clean = schema().load(data)
+    except ValidationError as exc:
+        raise EventError(f"{action_name}: {exc.messages}") from exc
+    return {
+        "send_time": rfc3339(when),
+        "data": {"action_id": action_id or new_action_id(when), "action_name": action_name, "data": clean},
+    }
+
+
+def emit(conn: sqlite3.Connection, context: LambdaContext, action_name: str, data: dict[str, Any],
+         when: float | None = None) -> int:
+    """Validate and append one action to the outbox inside the caller's transaction."""
+    when = context.clock.now() if when is None else when
+    message = envelope(action_name, data, when)
+    context.bus.publish(conn, context.settings.kafka.actionsTopic, data["sender_did"], message)
+    return message["data"]["action_id"]
+
+
+def parse_action(value: dict[str, Any]) -> tuple[int, str, dict[str, Any], str]:
+    """(action_id, action_name, data, send_time) of an envelope from any producer."""
+    try:
+        inner = value["data"]
+        action_id = int(inner["action_id"])
+        name = str(inner["action_name"])
+        data = dict(inner.get("data") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventError(f"not an Osprey action envelope: {exc!r}") from exc
+    return action_id, name, data, str(value.get("send_time") or "")

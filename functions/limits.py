@@ -1,0 +1,87 @@
+"""Warm-up tiers and sending limits, checked at RCPT and enforced exactly at DATA.
+
+A member's caps are its own hourly/daily limits, lowered by the tier its
+age since approval puts it in (runbook section 5: tier caps compose with
+min() and never raise a member's limit). `highly_trusted` skips the tiers;
+`burst_warming` halves the hourly cap. Usage is counted in `sent_messages`
+over the last hour and day, inside the same transaction that adds the new
+message, so concurrent sessions cannot overshoot.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from functions import labels, policy
+from runtime.context import LambdaContext
+
+
+@dataclass(frozen=True)
+class Caps:
+    tier: str
+    hourly: int
+    daily: int
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    window: str
+    cap: int
+    used: int
+    tier: str
+
+    @property
+    def text(self) -> str:
+        return (f"{self.window} sending limit reached ({self.used}/{self.cap}, tier {self.tier}); "
+                "try again later")
+
+
+def caps_for(member: sqlite3.Row, member_labels: set[str], pol: policy.Policy, default_hourly: int,
+             default_daily: int, now: float) -> Caps:
+    own_hourly = member["hourly_limit"] if member["hourly_limit"] is not None else default_hourly
+    own_daily = member["daily_limit"] if member["daily_limit"] is not None else default_daily
+    warming = pol.warming
+    tier_name, hourly, daily = "warmed", own_hourly, own_daily
+    if warming.trustedLabel not in member_labels:
+        age_days = (now - (member["approved_at"] or now)) / 86400
+        for tier in warming.tiers:
+            if age_days < tier.maxAgeDays:
+                tier_name, hourly, daily = tier.name, min(tier.hourly, own_hourly), min(tier.daily, own_daily)
+                break
+    else:
+        tier_name = "trusted"
+    if warming.burstLabel in member_labels:
+        hourly = int(hourly * warming.burstFactor)
+    return Caps(tier_name, hourly, daily, tuple(sorted(member_labels)))
+
+
+def member_caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> Caps | None:
+    member = conn.execute("SELECT hourly_limit, daily_limit, approved_at FROM members WHERE did = ?",
+                          (did,)).fetchone()
+    if member is None:
+        return None
+    settings = context.settings
+    return caps_for(member, labels.current(conn, did), policy.load(settings.rulesFile),
+                    settings.limits.hourly, settings.limits.daily, context.clock.now())
+
+
+def usage(conn: sqlite3.Connection, did: str, now: float) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(CASE WHEN created_at > ? THEN recipient_count END), 0) AS hour,"
+        " COALESCE(SUM(recipient_count), 0) AS day FROM sent_messages WHERE did = ? AND created_at > ?",
+        (now - 3600, did, now - 86400)).fetchone()
+    return int(row["hour"]), int(row["day"])
+
+
+def check(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Verdict | None:
+    """None when `adding` more recipients fit in the member's caps, else what was exceeded."""
+    caps = member_caps(conn, context, did)
+    if caps is None:
+        return None
+    hour, day = usage(conn, did, context.clock.now())
+    if hour + adding > caps.hourly:
+        return Verdict("hourly", caps.hourly, hour, caps.tier)
+    if day + adding > caps.daily:
+        return Verdict("daily", caps.daily, day, caps.tier)
+    return None

@@ -1,0 +1,244 @@
+"""Members of the cooperative and their domains: enroll, approve, suspend, reactivate, look up.
+
+Every change is one transaction that also emits the lifecycle event, so the
+event stream and the members table never disagree.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from functions import dkim_keys, events
+from functions.api_keys import hash_api_key, new_api_key
+from functions.identifiers import normalize_did, normalize_domain
+from runtime.context import LambdaContext
+from runtime.errors import RelayError
+from runtime.replies import Reply
+
+
+class MemberError(RelayError):
+    """A member operation that cannot be done; `http_status` says how the API reports it."""
+
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reply(550, "5.7.1", message), detail=message)
+        self.message = message
+
+
+class MemberNotFound(MemberError):
+    http_status = 404
+
+
+class DomainTaken(MemberError):
+    http_status = 409
+
+
+class InvalidTransition(MemberError):
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class DomainMaterial:
+    """Fresh keys and API key, made before the transaction so the write lock is held briefly."""
+
+    rsa: dkim_keys.KeyPair
+    ed25519: dkim_keys.KeyPair
+    api_key: str
+    api_key_hash: str
+
+
+def new_material() -> DomainMaterial:
+    api_key = new_api_key()
+    return DomainMaterial(dkim_keys.new_rsa(), dkim_keys.new_ed25519(), api_key, hash_api_key(api_key))
+
+
+@dataclass(frozen=True)
+class DomainCredentials:
+    domain: str
+    did: str
+    api_key_hash: str
+
+
+def _member_row(conn: sqlite3.Connection, did: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM members WHERE did = ?", (did,)).fetchone()
+    if row is None:
+        raise MemberNotFound(f"no member with DID {did}")
+    return row
+
+
+def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, Any]:
+    """A member as operators see it: no private keys, no hashes."""
+    row = _member_row(conn, did)
+    domains = conn.execute(
+        "SELECT domain, dkim_selector, dkim_rsa_pubkey, dkim_ed_pubkey, created_at, rotated_at"
+        " FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()
+    return {
+        "did": row["did"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "contact": row["contact"],
+        "forwardTo": row["forward_to"],
+        "limits": {
+            "hourly": row["hourly_limit"] if row["hourly_limit"] is not None else settings.limits.hourly,
+            "daily": row["daily_limit"] if row["daily_limit"] is not None else settings.limits.daily,
+            "custom": row["hourly_limit"] is not None or row["daily_limit"] is not None,
+        },
+        "createdAt": row["created_at"],
+        "approvedAt": row["approved_at"],
+        "suspendedAt": row["suspended_at"],
+        "domains": [{
+            "domain": d["domain"],
+            "selector": d["dkim_selector"],
+            "selectors": [dkim_keys.rsa_selector(d["dkim_selector"]), dkim_keys.ed25519_selector(d["dkim_selector"])],
+            "createdAt": d["created_at"],
+            "rotatedAt": d["rotated_at"],
+        } for d in domains],
+    }
+
+
+def domain_records(conn: sqlite3.Connection, domain: str, operator_domain: str) -> list[dict[str, str]]:
+    row = conn.execute("SELECT * FROM member_domains WHERE domain = ?", (domain,)).fetchone()
+    if row is None:
+        raise MemberNotFound(f"domain {domain} is not enrolled")
+    return dns_records(domain, row["dkim_selector"], row["dkim_rsa_pubkey"], row["dkim_ed_pubkey"], operator_domain)
+
+
+def dns_records(domain: str, selector: str, rsa_pub: str, ed_pub: str, operator_domain: str) -> list[dict[str, str]]:
+    return dkim_keys.dkim_records(domain, selector, rsa_pub, ed_pub) + [
+        {"name": domain, "type": "TXT", "value": f"v=spf1 include:_spf.{operator_domain} ~all"},
+        {"name": f"_dmarc.{domain}", "type": "TXT",
+         "value": f"v=DMARC1; p=none; adkim=r; aspf=r; rua=mailto:postmaster@{domain}"},
+    ]
+
+
+def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: str, material: DomainMaterial,
+           contact: str = "", forward_to: str = "") -> dict[str, Any]:
+    """Create a pending member (or add/rotate a domain of an existing one); the API key is returned once."""
+    did = normalize_did(did)
+    domain = normalize_domain(domain)
+    now = context.clock.now()
+    owner = conn.execute("SELECT did FROM member_domains WHERE domain = ?", (domain,)).fetchone()
+    if owner is not None and owner["did"] != did:
+        raise DomainTaken(f"domain {domain} is already enrolled by another member")
+    member = conn.execute("SELECT * FROM members WHERE did = ?", (did,)).fetchone()
+    if member is None:
+        conn.execute(
+            "INSERT INTO members (did, status, contact, forward_to, created_at, updated_at)"
+            " VALUES (?, 'pending', ?, ?, ?, ?)", (did, contact, forward_to, now, now))
+        events.emit(conn, context, "member_enrolled", {"sender_did": did, "domain": domain, "actor": "enroll"})
+    elif contact or forward_to:
+        conn.execute("UPDATE members SET contact = COALESCE(NULLIF(?, ''), contact),"
+                     " forward_to = COALESCE(NULLIF(?, ''), forward_to), updated_at = ? WHERE did = ?",
+                     (contact, forward_to, now, did))
+    rsa_key, ed_key = material.rsa, material.ed25519
+    selector = dkim_keys.selector_base(now)
+    api_key, key_hash = material.api_key, material.api_key_hash
+    if owner is None:
+        conn.execute(
+            "INSERT INTO member_domains (domain, did, dkim_selector, dkim_rsa_privkey, dkim_ed_privkey,"
+            " dkim_rsa_pubkey, dkim_ed_pubkey, api_key_hash, created_at, rotated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (domain, did, selector, rsa_key.private_pem, ed_key.private_pem, rsa_key.public_b64,
+             ed_key.public_b64, key_hash, now, now))
+    else:
+        conn.execute(
+            "UPDATE member_domains SET dkim_selector = ?, dkim_rsa_privkey = ?, dkim_ed_privkey = ?,"
+            " dkim_rsa_pubkey = ?, dkim_ed_pubkey = ?, api_key_hash = ?, rotated_at = ? WHERE domain = ?",
+            (selector, rsa_key.private_pem, ed_key.private_pem, rsa_key.public_b64, ed_key.public_b64,
+             key_hash, now, domain))
+        events.emit(conn, context, "member_keys_rotated",
+                    {"sender_did": did, "domain": domain, "selector": selector, "actor": "enroll"})
+    status = conn.execute("SELECT status FROM members WHERE did = ?", (did,)).fetchone()["status"]
+    return {
+        "did": did,
+        "domain": domain,
+        "status": status,
+        "apiKey": api_key,
+        "selector": selector,
+        "selectors": [dkim_keys.rsa_selector(selector), dkim_keys.ed25519_selector(selector)],
+        "rotated": owner is not None,
+        "dnsRecords": dns_records(domain, selector, rsa_key.public_b64, ed_key.public_b64,
+                                  context.settings.operatorDomain),
+    }
+
+
+def approve(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: str = "") -> dict[str, Any]:
+    did = normalize_did(did)
+    row = _member_row(conn, did)
+    if row["status"] == "suspended":
+        raise InvalidTransition(f"{did} is suspended; use reactivate")
+    if row["status"] == "pending":
+        now = context.clock.now()
+        conn.execute("UPDATE members SET status = 'active', reason = '', approved_at = ?, updated_at = ?"
+                     " WHERE did = ?", (now, now, did))
+        events.emit(conn, context, "member_approved", {"sender_did": did, "actor": actor})
+    return member_view(conn, did, context.settings)
+
+
+def suspend(conn: sqlite3.Connection, context: LambdaContext, did: str, reason: str, actor: str = "",
+            rule: str = "", figures: dict | None = None) -> dict[str, Any]:
+    did = normalize_did(did)
+    row = _member_row(conn, did)
+    reason = (reason or "").strip() or "suspended by operator"
+    if row["status"] != "suspended":
+        now = context.clock.now()
+        conn.execute("UPDATE members SET status = 'suspended', reason = ?, suspended_at = ?, updated_at = ?"
+                     " WHERE did = ?", (reason[:500], now, now, did))
+        events.emit(conn, context, "member_suspended", {
+            "sender_did": did, "reason": reason, "actor": actor, "rule": rule, "figures": figures or {},
+            "previous_status": row["status"]})
+    return member_view(conn, did, context.settings)
+
+
+def reactivate(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: str = "",
+               reason: str = "") -> dict[str, Any]:
+    did = normalize_did(did)
+    row = _member_row(conn, did)
+    if row["status"] == "pending":
+        raise InvalidTransition(f"{did} was never approved; use approve")
+    if row["status"] == "suspended":
+        now = context.clock.now()
+        conn.execute("UPDATE members SET status = 'active', reason = '', suspended_at = NULL, updated_at = ?,"
+                     " approved_at = COALESCE(approved_at, ?) WHERE did = ?", (now, now, did))
+        events.emit(conn, context, "member_reactivated", {"sender_did": did, "actor": actor, "reason": reason})
+    return member_view(conn, did, context.settings)
+
+
+def set_limits(conn: sqlite3.Connection, context: LambdaContext, did: str, hourly: int | None,
+               daily: int | None) -> dict[str, Any]:
+    did = normalize_did(did)
+    _member_row(conn, did)
+    for value in (hourly, daily):
+        if value is not None and value < 0:
+            raise MemberError("limits cannot be negative")
+    conn.execute("UPDATE members SET hourly_limit = ?, daily_limit = ?, updated_at = ? WHERE did = ?",
+                 (hourly, daily, context.clock.now(), did))
+    return member_view(conn, did, context.settings)
+
+
+def list_members(conn: sqlite3.Connection, status: str = "") -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT m.*, GROUP_CONCAT(d.domain, ' ') AS domains FROM members m"
+        " LEFT JOIN member_domains d ON d.did = m.did"
+        " WHERE (? = '' OR m.status = ?) GROUP BY m.did ORDER BY m.created_at DESC", (status, status)).fetchall()
+
+
+def credentials_for(conn: sqlite3.Connection, username: str) -> tuple[sqlite3.Row | None, list[DomainCredentials]]:
+    """The member an SMTP username names (its DID or one of its domains) and the keys to try."""
+    name = (username or "").strip()
+    if name.lower().startswith("did:"):
+        member = conn.execute("SELECT * FROM members WHERE did = ?", (name,)).fetchone()
+        rows = conn.execute("SELECT domain, did, api_key_hash FROM member_domains WHERE did = ?"
+                            " ORDER BY rotated_at DESC", (name,)).fetchall()
+    else:
+        rows = conn.execute("SELECT domain, did, api_key_hash FROM member_domains WHERE domain = ?",
+                            (name.lower().rstrip("."),)).fetchall()
+        member = conn.execute("SELECT * FROM members WHERE did = ?", (rows[0]["did"],)).fetchone() if rows else None
+    return member, [DomainCredentials(r["domain"], r["did"], r["api_key_hash"]) for r in rows]
+
+
+def domains_of(conn: sqlite3.Connection, did: str) -> list[str]:
+    return [r["domain"] for r in conn.execute(
+        "SELECT domain FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()]

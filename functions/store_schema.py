@@ -1,0 +1,78 @@
+"""The relay's own tables in relay.sqlite; append a migration, never edit a landed one."""
+
+MIGRATIONS = [
+    # 1: members and their domains (runbook: member_domains.dkim_selector, dkim_{rsa,ed}_privkey)
+    """
+    CREATE TABLE members (
+        did TEXT PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('pending','active','suspended')),
+        reason TEXT NOT NULL DEFAULT '',
+        hourly_limit INTEGER,
+        daily_limit INTEGER,
+        contact TEXT NOT NULL DEFAULT '',
+        forward_to TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        approved_at REAL,
+        suspended_at REAL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX members_status ON members (status);
+    CREATE TABLE member_domains (
+        domain TEXT PRIMARY KEY,
+        did TEXT NOT NULL REFERENCES members (did),
+        dkim_selector TEXT NOT NULL,
+        dkim_rsa_privkey TEXT NOT NULL,
+        dkim_ed_privkey TEXT NOT NULL,
+        dkim_rsa_pubkey TEXT NOT NULL,
+        dkim_ed_pubkey TEXT NOT NULL,
+        api_key_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        rotated_at REAL NOT NULL
+    );
+    CREATE INDEX member_domains_did ON member_domains (did);
+    """,
+    # 2: what we relayed (VERP/Message-ID attribution, rate-limit ledger), suppressions, labels.db
+    """
+    CREATE TABLE sent_messages (
+        queue_id TEXT PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        did TEXT NOT NULL,
+        member_domain TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        recipient_count INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX sent_messages_did_time ON sent_messages (did, created_at);
+    CREATE INDEX sent_messages_message_id ON sent_messages (message_id);
+    CREATE TABLE suppressions (
+        did TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (did, recipient)
+    );
+    CREATE TABLE labels.label_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        src TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        val TEXT NOT NULL,
+        neg INTEGER NOT NULL DEFAULT 0,
+        cts TEXT NOT NULL,
+        exp TEXT,
+        sig BLOB,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX labels.label_log_uri ON label_log (uri);
+    CREATE TABLE labels.member_labels (
+        uri TEXT NOT NULL,
+        val TEXT NOT NULL,
+        src TEXT NOT NULL,
+        since REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (uri, val)
+    );
+    """,
+]

@@ -1,0 +1,141 @@
+"""The event bus: a durable outbox in SQLite, read like a Kafka topic.
+
+A handler publishes inside the same transaction as the state change the
+event describes, so an event exists if and only if its state does. Readers
+keep committed offsets per consumer group, as Kafka consumers do. With Kafka
+configured, `KafkaBridge` forwards the outbox to the brokers.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.store import Store
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    topic: str
+    key: str
+    value: dict
+    timestamp: float
+
+
+class EventBus:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._published = threading.Condition()
+        self._seq = 0
+
+    def publish(self, conn: sqlite3.Connection, topic: str, key: str, value: dict) -> int:
+        """Append to `topic` inside the caller's open transaction."""
+        cur = conn.execute(
+            "INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)",
+            (topic, key, json.dumps(value, separators=(",", ":"), sort_keys=True), time.time()))
+        self.nudge()
+        return int(cur.lastrowid)
+
+    def nudge(self) -> None:
+        with self._published:
+            self._seq += 1
+            self._published.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until something was published after `seen` (a hint, never a guarantee)."""
+        with self._published:
+            if self._seq == seen:
+                self._published.wait(timeout)
+            return self._seq
+
+    @property
+    def sequence(self) -> int:
+        return self._seq
+
+    def read(self, topic: str, after: int, limit: int = 500) -> list[Record]:
+        rows = self.store.query(
+            "SELECT id, topic, key, value, created_at FROM outbox"
+            " WHERE topic = ? AND id > ? ORDER BY id LIMIT ?", (topic, after, limit))
+        return [Record(r["id"], r["topic"], r["key"], json.loads(r["value"]), r["created_at"]) for r in rows]
+
+    def read_all(self, after: int, limit: int = 500) -> list[Record]:
+        rows = self.store.query(
+            "SELECT id, topic, key, value, created_at FROM outbox"
+            " WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [Record(r["id"], r["topic"], r["key"], json.loads(r["value"]), r["created_at"]) for r in rows]
+
+    def committed(self, group: str, topic: str) -> int:
+        row = self.store.query_one(
+            "SELECT committed FROM consumer_offsets WHERE group_id = ? AND topic = ?", (group, topic))
+        return int(row["committed"]) if row else 0
+
+    def commit(self, conn: sqlite3.Connection, group: str, topic: str, offset: int) -> None:
+        conn.execute(
+            "INSERT INTO consumer_offsets (group_id, topic, committed, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (group_id, topic) DO UPDATE SET committed = MAX(committed, excluded.committed),"
+            " updated_at = excluded.updated_at",
+            (group, topic, offset, time.time()))
+
+    def latest_offset(self, topic: str | None = None) -> int:
+        if topic is None:
+            row = self.store.query_one("SELECT MAX(id) AS o FROM outbox")
+        else:
+            row = self.store.query_one("SELECT MAX(id) AS o FROM outbox WHERE topic = ?", (topic,))
+        return int(row["o"] or 0) if row else 0
+
+    def lag(self, group: str, topic: str) -> int:
+        row = self.store.query_one(
+            "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND id > ?", (topic, self.committed(group, topic)))
+        return int(row["n"]) if row else 0
+
+    def prune(self, older_than: float, keep_after: dict[str, int]) -> int:
+        """Drop records every group has read and that are older than `older_than`."""
+        removed = 0
+        with self.store.transaction() as conn:
+            for topic, offset in keep_after.items():
+                cur = conn.execute(
+                    "DELETE FROM outbox WHERE topic = ? AND id <= ? AND created_at < ?",
+                    (topic, offset, older_than))
+                removed += cur.rowcount
+        return removed
+
+
+def record_as_lambda(record: Record, partition: int = 0) -> dict[str, Any]:
+    """One record in the shape of Lambda's Kafka event source (values base64)."""
+    import base64
+
+    return {
+        "topic": record.topic,
+        "partition": partition,
+        "offset": record.offset,
+        "timestamp": int(record.timestamp * 1000),
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(record.key.encode()).decode(),
+        "value": base64.b64encode(json.dumps(record.value, separators=(",", ":")).encode()).decode(),
+        "headers": [],
+    }
+
+
+MIGRATIONS = [
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_topic ON outbox (topic, id);
+    CREATE TABLE consumer_offsets (
+        group_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        committed INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (group_id, topic)
+    );
+    """,
+]

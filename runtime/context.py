@@ -1,0 +1,101 @@
+"""What a handler gets besides its event: a Lambda-style context plus the platform services.
+
+The attributes Lambda code expects are all here (function_name,
+function_version, aws_request_id, get_remaining_time_in_millis, ...). The
+services (settings, store, bus, spool, clock, resolver) are how a stateless
+handler reaches state: nothing is kept in module globals.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import dns.resolver
+
+from runtime.bus import EventBus
+from runtime.clock import Clock
+from runtime.jsonlog import JsonLog
+from runtime.settings import Settings
+from runtime.spool import Spool
+from runtime.store import Store
+
+if TYPE_CHECKING:
+    from runtime.manifest import FunctionSpec
+
+
+@dataclass
+class Services:
+    settings: Settings
+    log: JsonLog
+    store: Store
+    bus: EventBus
+    spool: Spool
+    clock: Clock
+
+    def resolver(self) -> dns.resolver.Resolver:
+        """A resolver on the configured name servers (the system's when none are set)."""
+        dns_settings = self.settings.dns
+        if dns_settings.nameservers:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = list(dns_settings.nameservers)
+            resolver.port = dns_settings.port
+        else:
+            resolver = dns.resolver.Resolver()
+        resolver.lifetime = dns_settings.timeout
+        resolver.timeout = min(dns_settings.timeout, 2.0)
+        return resolver
+
+
+class LambdaContext:
+    """The context object of one invocation."""
+
+    def __init__(self, spec: "FunctionSpec", version: str, request_id: str, deadline: float,
+                 services: Services, invoke: Callable[..., Any]) -> None:
+        self.function_name = spec.name
+        self.function_version = version
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{spec.name}"
+        self.memory_limit_in_mb = spec.memorySize
+        self.aws_request_id = request_id
+        self.log_group_name = f"/atmos-relay/{spec.name}"
+        self.log_stream_name = f"v{version}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+        self._services = services
+        self._invoke = invoke
+        self.logger: JsonLog = services.log.bind(function=spec.name, request_id=request_id)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    @property
+    def timed_out(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    @property
+    def settings(self) -> Settings:
+        return self._services.settings
+
+    @property
+    def store(self) -> Store:
+        return self._services.store
+
+    @property
+    def bus(self) -> EventBus:
+        return self._services.bus
+
+    @property
+    def spool(self) -> Spool:
+        return self._services.spool
+
+    @property
+    def clock(self) -> Clock:
+        return self._services.clock
+
+    def resolver(self) -> dns.resolver.Resolver:
+        return self._services.resolver()
+
+    def invoke(self, name: str, event: dict) -> Any:
+        """Call another function in-process, within what is left of this one's time."""
+        return self._invoke(name, event, parent_deadline=self._deadline)

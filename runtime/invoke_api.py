@@ -1,0 +1,167 @@
+"""AWS Lambda's Invoke and ListFunctions APIs, so boto3's lambda client drives our functions.
+
+`boto3.client("lambda", endpoint_url="http://relay:8080")` lists functions
+and invokes them (RequestResponse, Event, DryRun); requests must carry a
+SigV4 signature made with `invoke.accessKeyId` / `invoke.secretAccessKey`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import traceback
+from typing import Any
+
+from flask import Flask, Response, request
+
+from runtime.errors import FunctionNotFound, FunctionTimeout, RelayError
+from runtime.invoker import Deployment, FunctionRuntime
+from runtime.jsonlog import JsonLog
+from runtime.settings import Settings
+from runtime.sigv4 import SignatureError, SignedRequest, raw_path_of, verify
+
+API = "/2015-03-31/functions"
+ACCOUNT = "000000000000"
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    body = json.dumps({"Type": "User", "message": message, "__type": code})
+    return Response(body, status=status, mimetype="application/json", headers={"x-amzn-ErrorType": code})
+
+
+def _function_name(raw: str) -> tuple[str, str | None]:
+    """`name`, `name:qualifier` or a full ARN, as Lambda accepts."""
+    if raw.startswith("arn:"):
+        parts = raw.split(":")
+        name = parts[6] if len(parts) > 6 else ""
+        qualifier = parts[7] if len(parts) > 7 else None
+        return name, qualifier
+    name, _, qualifier = raw.partition(":")
+    return name, qualifier or None
+
+
+def _configuration(deployment: Deployment, name: str, region: str) -> dict[str, Any]:
+    spec = deployment.spec(name)
+    return {
+        "FunctionName": spec.name,
+        "FunctionArn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{spec.name}",
+        "Runtime": "python3.11",
+        "Role": f"arn:aws:iam::{ACCOUNT}:role/atmos-relay",
+        "Handler": spec.handler,
+        "CodeSize": 0,
+        "Description": spec.description,
+        "Timeout": int(spec.timeout) if spec.timeout >= 1 else 1,
+        "MemorySize": spec.memorySize,
+        "LastModified": _iso(deployment.loaded_at),
+        "Version": "$LATEST",
+        "PackageType": "Zip",
+        "State": "Active",
+        "Architectures": ["x86_64"],
+    }
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> None:
+    region = settings.invoke.region
+
+    def authenticate() -> Response | None:
+        if not settings.invoke.accessKeyId or not settings.invoke.secretAccessKey:
+            return _error(403, "AccessDeniedException", "The invoke API is disabled: set invoke.accessKeyId "
+                                                         "and invoke.secretAccessKey in config.json")
+        signed = SignedRequest(
+            method=request.method,
+            raw_path=raw_path_of(request.environ),
+            query_string=request.query_string.decode("latin-1"),
+            headers=dict(request.headers.items()),
+            body=request.get_data(cache=True),
+        )
+        try:
+            verify(signed, settings.invoke.accessKeyId, settings.invoke.secretAccessKey)
+        except SignatureError as exc:
+            log.warning("invoke_api.denied", code=exc.code, reason=str(exc), peer=request.remote_addr)
+            return _error(403, exc.code, str(exc))
+        return None
+
+    @app.get(f"{API}/")
+    @app.get(API)
+    def list_functions() -> Response:
+        denied = authenticate()
+        if denied:
+            return denied
+        deployment = runtime.require()
+        names = sorted(deployment.manifest.functions)
+        marker = request.args.get("Marker")
+        limit = min(int(request.args.get("MaxItems", 50) or 50), 50)
+        start = int(marker) if marker and marker.isdigit() else 0
+        page = names[start:start + limit]
+        body: dict[str, Any] = {"Functions": [_configuration(deployment, n, region) for n in page]}
+        if start + limit < len(names):
+            body["NextMarker"] = str(start + limit)
+        return Response(json.dumps(body), mimetype="application/json")
+
+    @app.get(f"{API}/<path:raw_name>")
+    def get_function(raw_name: str) -> Response:
+        denied = authenticate()
+        if denied:
+            return denied
+        name, _ = _function_name(raw_name.rstrip("/"))
+        deployment = runtime.require()
+        try:
+            config = _configuration(deployment, name, region)
+        except FunctionNotFound:
+            return _error(404, "ResourceNotFoundException", f"Function not found: {raw_name}")
+        return Response(json.dumps({"Configuration": config, "Code": {"RepositoryType": "Local"}}),
+                        mimetype="application/json")
+
+    @app.post(f"{API}/<path:raw_name>/invocations")
+    def invoke(raw_name: str) -> Response:
+        denied = authenticate()
+        if denied:
+            return denied
+        name, _qualifier = _function_name(raw_name)
+        deployment = runtime.require()
+        if name not in deployment.manifest.functions:
+            arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
+            return _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        raw = request.get_data(cache=True)
+        try:
+            event = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return _error(400, "InvalidRequestContentException",
+                          "Could not parse request body into json: the payload is not valid JSON")
+        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request.headers.get(
+            "amz-sdk-invocation-id", "")}
+        if kind == "DryRun":
+            return Response(b"", status=204, headers=headers)
+        if kind == "Event":
+            runtime.submit(name, event, deployment=deployment)
+            return Response(b"", status=202, headers=headers)
+        if kind != "RequestResponse":
+            return _error(400, "InvalidParameterValueException", f"Unsupported X-Amz-Invocation-Type {kind}")
+        try:
+            result = runtime.invoke(name, event, deployment=deployment)
+        except FunctionTimeout as exc:
+            payload = {"errorMessage": f"Task timed out: {exc.detail}", "errorType": "Sandbox.Timedout"}
+            return _function_error(payload, headers)
+        except RelayError as exc:
+            payload = {"errorMessage": str(exc.reply), "errorType": type(exc).__name__,
+                       "reply": exc.reply.as_dict(), "stackTrace": []}
+            return _function_error(payload, headers)
+        except Exception as exc:
+            payload = {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                       "stackTrace": traceback.format_exception(exc)[-5:]}
+            log.error("function.error", function=name, error=repr(exc), invocation="RequestResponse")
+            return _function_error(payload, headers)
+        if request.headers.get("X-Amz-Log-Type") == "Tail":
+            headers["X-Amz-Log-Result"] = base64.b64encode(b"").decode()
+        return Response(json.dumps(result), status=200, mimetype="application/json", headers=headers)
+
+
+def _function_error(payload: dict, headers: dict) -> Response:
+    return Response(json.dumps(payload), status=200, mimetype="application/json",
+                    headers={**headers, "X-Amz-Function-Error": "Unhandled"})

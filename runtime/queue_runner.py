@@ -1,0 +1,120 @@
+"""The spool trigger: hand due recipients to the function bound to `spool`, in batches per route.
+
+A batch holds recipients of one route (the recipient domain), so the
+handler can reuse one connection for all of them. At most
+`delivery.perDomainConcurrency` batches per route and
+`delivery.concurrency` in all are in flight. Items are leased for the run;
+whatever a failed run leaves unsettled goes back to the queue after a pause.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+
+from runtime.clock import Clock
+from runtime.invoker import FunctionRuntime
+from runtime.jsonlog import JsonLog
+from runtime.manifest import SpoolTrigger
+from runtime.settings import Settings
+from runtime.spool import Due, Spool
+
+FAILED_RUN_PAUSE = 60.0
+
+
+class QueueRunner:
+    def __init__(self, settings: Settings, runtime: FunctionRuntime, spool: Spool, clock: Clock,
+                 log: JsonLog) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.spool = spool
+        self.clock = clock
+        self.log = log
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._total = 0
+        self._tasks: set[asyncio.Task] = set()
+        spool.on_wake(self.wake)
+
+    def wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _binding(self):
+        deployment = self.runtime.require()
+        for spec in deployment.manifest.functions.values():
+            for trigger in spec.triggers(SpoolTrigger):
+                return deployment, spec, trigger
+        return deployment, None, None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self._dispatch()
+            except Exception as exc:
+                self.log.error("spool.runner_error", error=repr(exc))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=30)
+
+    async def _dispatch(self) -> None:
+        deployment, spec, trigger = self._binding()
+        if spec is None:
+            return
+        delivery = self.settings.delivery
+        capacity = delivery.concurrency - self._total
+        if capacity <= 0:
+            return
+        due = await asyncio.to_thread(self.spool.due, self.clock.now(), capacity * trigger.batchSize * 2)
+        by_route: dict[str, list[Due]] = defaultdict(list)
+        for item in due:
+            by_route[item.route].append(item)
+        for route, items in by_route.items():
+            while items and self._in_flight[route] < delivery.perDomainConcurrency and self._total < delivery.concurrency:
+                batch, items = self._take_batch(items, trigger.batchSize)
+                token = uuid.uuid4().hex
+                lease_until = self.clock.now() + spec.timeout + 30
+                claimed = await asyncio.to_thread(self.spool.lease, batch, lease_until, token)
+                if not claimed:
+                    continue
+                self._in_flight[route] += 1
+                self._total += 1
+                task = asyncio.create_task(self._run_batch(deployment, spec.name, route, claimed, token))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _take_batch(items: list[Due], size: int) -> tuple[list[Due], list[Due]]:
+        """Up to `size` recipients, never splitting one message's recipients across batches needlessly."""
+        ordered = sorted(items, key=lambda d: (d.queue_id, d.recipient))
+        return ordered[:size], ordered[size:]
+
+    async def _run_batch(self, deployment, function: str, route: str, items: list[Due], token: str) -> None:
+        event = {
+            "trigger": "spool",
+            "route": route,
+            "lease_token": token,
+            "items": [{"queue_id": d.queue_id, "recipient": d.recipient, "attempts": d.attempts,
+                       "created_at": d.created_at} for d in items],
+        }
+        try:
+            await self.runtime.invoke_async(function, event, deployment=deployment)
+        except Exception as exc:
+            self.log.error("spool.batch_failed", function=function, route=route, items=len(items), error=repr(exc))
+        finally:
+            try:
+                left = await asyncio.to_thread(self.spool.release, token, self.clock.now() + FAILED_RUN_PAUSE)
+                if left:
+                    self.log.warning("spool.released_unsettled", route=route, items=left, retry_in=FAILED_RUN_PAUSE)
+            finally:
+                self._in_flight[route] -= 1
+                if not self._in_flight[route]:
+                    del self._in_flight[route]
+                self._total -= 1
+                self.wake()

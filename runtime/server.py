@@ -1,0 +1,143 @@
+"""`atmos-relay serve`: every listener and background loop of one relay in one process.
+
+Start order matters for "never lose mail": the spool is recovered and the
+startup functions have run before any listener accepts a connection, and on
+SIGTERM listeners close first, then the loops drain.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from runtime.bootstrap import Platform
+from runtime.http_gateway import HttpServer, create_app
+from runtime.manifest import StartupTrigger
+from runtime.queue_runner import QueueRunner
+from runtime.scheduler import Scheduler
+from runtime.smtp_edge import SmtpEdge
+from runtime.streams import OutboxConsumer, stream_bindings
+from runtime.tls import server_context
+
+
+def deployment_file(platform: Platform) -> Path:
+    return platform.settings.state_path / "deployment.json"
+
+
+def write_deployment_record(platform: Platform) -> None:
+    deployment = platform.runtime.require()
+    record = {
+        "pid": os.getpid(),
+        "version": deployment.version,
+        "loaded_at": deployment.loaded_at,
+        "manifest": str(deployment.manifest.path),
+        "functions": sorted(deployment.manifest.functions),
+        "sources": deployment.fingerprint,
+    }
+    path = deployment_file(platform)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+class Relay:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.settings = platform.settings
+        self.services = platform.services
+        self.runtime = platform.runtime
+        self.log = platform.services.log
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    def run_startup_functions(self) -> None:
+        deployment = self.runtime.require()
+        for spec in deployment.manifest.functions.values():
+            if spec.triggers(StartupTrigger):
+                self.runtime.invoke(spec.name, {"trigger": "startup", "source": "atmos.runtime"},
+                                    deployment=deployment)
+
+    def deploy(self) -> None:
+        """SIGHUP: reload serverless.yml and the handlers; open sessions keep the old code."""
+        try:
+            changed = self.runtime.changed_since_load()
+            deployment = self.runtime.load()
+            if deployment.manifest.migrations:
+                self.services.store.migrate(deployment.manifest.migrations.partition(":")[0],
+                                            deployment.resolve(deployment.manifest.migrations))
+        except Exception as exc:
+            self.log.error("deploy.failed", error=str(exc))
+            return
+        write_deployment_record(self.platform)
+        self.log.info("deploy.done", version=deployment.version, functions=len(deployment.manifest.functions),
+                      changed=changed)
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        recovered = await asyncio.to_thread(self.services.spool.recover)
+        self.log.info("spool.recovered", **recovered)
+        await asyncio.to_thread(self.run_startup_functions)
+        tls = server_context(self.settings, self.log)
+        edge = SmtpEdge(self.settings, self.runtime, self.log, tls)
+        app = create_app(self.settings, self.runtime, self.log)
+        http = HttpServer(app, *self.settings.listen.http, log=self.log)
+        runner = QueueRunner(self.settings, self.runtime, self.services.spool, self.services.clock, self.log)
+        scheduler = Scheduler(self.runtime, self.log)
+
+        self.tasks.append(asyncio.create_task(runner.run(self.stop_event), name="queue-runner"))
+        self.tasks.append(asyncio.create_task(scheduler.run(self.stop_event), name="scheduler"))
+        for background in self._stream_tasks():
+            self.tasks.append(asyncio.create_task(background, name="stream"))
+
+        await edge.start()
+        http.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self.deploy))
+        write_deployment_record(self.platform)
+        self.log.info("relay.started", hostname=self.settings.hostname, state_dir=self.settings.stateDir,
+                      config=self.settings.source, version=self.runtime.require().version,
+                      kafka=bool(self.settings.kafka.bootstrapServers), pid=os.getpid())
+        await self.stop_event.wait()
+        self.log.info("relay.stopping")
+        await edge.stop()
+        http.stop()
+        await asyncio.wait(self.tasks, timeout=30)
+        for task in self.tasks:
+            task.cancel()
+        self.runtime.shutdown()
+        deployment_file(self.platform).unlink(missing_ok=True)
+        self.log.info("relay.stopped")
+
+    def _stream_tasks(self) -> list:
+        coros = []
+        kafka = self.settings.kafka.bootstrapServers
+        for function, trigger in stream_bindings(self.runtime):
+            if kafka:
+                from runtime.kafka import KafkaConsumerLoop
+                coros.append(KafkaConsumerLoop(self.settings, self.runtime, self.log, function, trigger)
+                             .run(self.stop_event))
+            else:
+                coros.append(OutboxConsumer(self.services.bus, self.runtime, self.log, function, trigger)
+                             .run(self.stop_event))
+        deployment = self.runtime.require()
+        if kafka:
+            from runtime.kafka import OutboxPublisher
+            coros.append(OutboxPublisher(self.settings, self.services.bus, self.log).run(self.stop_event))
+        else:
+            for name, entry in deployment.manifest.stream_apps.items():
+                if entry.get("embedded"):
+                    factory = deployment.resolve(entry["embedded"])
+                    coros.append(factory(self.services).run(self.stop_event))
+        return coros
+
+
+def serve(platform: Platform) -> int:
+    started = time.monotonic()
+    relay = Relay(platform)
+    asyncio.run(relay.serve())
+    platform.services.log.info("relay.exit", uptime=round(time.monotonic() - started, 1))
+    return 0

@@ -1,0 +1,343 @@
+"""The relay's one settings object, loaded and validated once at start-up.
+
+Defaults live on the dataclasses; the marshmallow schemas only say what a
+value may be. An operator's typo is an error at start-up, never a silently
+ignored key.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields as dc_fields
+from pathlib import Path
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 300, "300", "5m", "2h" or "5d"."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use seconds or 30s, 5m, 2h, 5d)")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+class Duration(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+class HostPort(fields.Field):
+    """"host:port", ":port" (loopback) or "[v6]:port"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or ":" not in value:
+            raise ValidationError("expected host:port")
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValidationError(f"bad port in {value!r}")
+        return (host, int(port))
+
+
+class StringList(fields.Field):
+    """A list of strings, also accepted as one comma-separated string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [v.strip() for v in value if v.strip()]
+        raise ValidationError("expected a list of strings")
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    submission: tuple[str, int] = ("127.0.0.1", 2587)
+    smtps: tuple[str, int] = ("127.0.0.1", 2465)
+    mx: tuple[str, int] = ("127.0.0.1", 2525)
+    http: tuple[str, int] = ("127.0.0.1", 8080)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    certFile: str = ""
+    keyFile: str = ""
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: tuple[str, ...] = ()
+    port: int = 53
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    port: int = 25
+    retryIntervals: tuple[float, ...] = (300, 600, 1200, 1800, 3600, 7200, 14400)
+    maxAge: float = 5 * 86400
+    concurrency: int = 32
+    perDomainConcurrency: int = 4
+    batchSize: int = 50
+    connectTimeout: float = 30.0
+    commandTimeout: float = 120.0
+    requireTls: bool = False
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrapServers: tuple[str, ...] = ()
+    actionsTopic: str = "osprey.actions_input"
+    resultsTopic: str = "osprey.execution_results"
+    groupId: str = "atmos-relay"
+    partitions: int = 4
+
+
+@dataclass(frozen=True)
+class InvokeSettings:
+    accessKeyId: str = ""
+    secretAccessKey: str = ""
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    maxMessageSize: int = 10 * 1024 * 1024
+    maxRecipients: int = 100
+    sessionTimeout: float = 300.0
+    authFailureLimit: int = 3
+    authFailureWindow: float = 600.0
+    authFailureDelay: float = 2.0
+    authFailureMaxDelay: float = 30.0
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    hourly: int = 200
+    daily: int = 2000
+
+
+@dataclass(frozen=True)
+class Settings:
+    hostname: str = "localhost.localdomain"
+    operatorDomain: str = "atmos.test"
+    stateDir: str = "./state"
+    manifest: str = ""
+    adminToken: str = ""
+    operatorForwardTo: str = ""
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    invoke: InvokeSettings = field(default_factory=InvokeSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    rulesFile: str = ""
+    suppressionTtl: float = 90 * 86400
+    source: str = "built-in defaults"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.stateDir)
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in dc_fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _section(schema_cls: type[Schema], target: type) -> fields.Nested:
+    return fields.Nested(schema_cls, load_default=target, unknown=RAISE)
+
+
+class _Base(Schema):
+    class Meta:
+        unknown = RAISE
+
+    target: type = object
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> Any:
+        return self.target(**data)
+
+
+class ListenSchema(_Base):
+    target = ListenSettings
+    submission = HostPort()
+    smtps = HostPort()
+    mx = HostPort()
+    http = HostPort()
+
+
+class TlsSchema(_Base):
+    target = TlsSettings
+    certFile = fields.String()
+    keyFile = fields.String()
+
+
+class DnsSchema(_Base):
+    target = DnsSettings
+    nameservers = StringList()
+    port = fields.Integer(validate=validate.Range(1, 65535))
+    timeout = Duration()
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> DnsSettings:
+        if "nameservers" in data:
+            data["nameservers"] = tuple(data["nameservers"])
+        return DnsSettings(**data)
+
+
+class DeliverySchema(_Base):
+    target = DeliverySettings
+    port = fields.Integer(validate=validate.Range(1, 65535))
+    retryIntervals = fields.List(Duration(), validate=validate.Length(min=1))
+    maxAge = Duration()
+    concurrency = fields.Integer(validate=validate.Range(1, 1024))
+    perDomainConcurrency = fields.Integer(validate=validate.Range(1, 256))
+    batchSize = fields.Integer(validate=validate.Range(1, 1000))
+    connectTimeout = Duration()
+    commandTimeout = Duration()
+    requireTls = fields.Boolean()
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> DeliverySettings:
+        if "retryIntervals" in data:
+            data["retryIntervals"] = tuple(data["retryIntervals"])
+        return DeliverySettings(**data)
+
+
+class KafkaSchema(_Base):
+    target = KafkaSettings
+    bootstrapServers = StringList()
+    actionsTopic = fields.String(validate=validate.Length(min=1))
+    resultsTopic = fields.String(validate=validate.Length(min=1))
+    groupId = fields.String(validate=validate.Length(min=1))
+    partitions = fields.Integer(validate=validate.Range(1, 1024))
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> KafkaSettings:
+        if "bootstrapServers" in data:
+            data["bootstrapServers"] = tuple(data["bootstrapServers"])
+        return KafkaSettings(**data)
+
+
+class InvokeSchema(_Base):
+    target = InvokeSettings
+    accessKeyId = fields.String()
+    secretAccessKey = fields.String()
+    region = fields.String()
+
+
+class SmtpSchema(_Base):
+    target = SmtpSettings
+    maxMessageSize = fields.Integer(validate=validate.Range(1024, 1 << 31))
+    maxRecipients = fields.Integer(validate=validate.Range(1, 10000))
+    sessionTimeout = Duration()
+    authFailureLimit = fields.Integer(validate=validate.Range(1, 1000))
+    authFailureWindow = Duration()
+    authFailureDelay = Duration()
+    authFailureMaxDelay = Duration()
+
+
+class LimitSchema(_Base):
+    target = LimitSettings
+    hourly = fields.Integer(validate=validate.Range(0, 10_000_000))
+    daily = fields.Integer(validate=validate.Range(0, 100_000_000))
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
+
+
+class SettingsSchema(_Base):
+    target = Settings
+    hostname = fields.String(validate=validate.Regexp(_HOSTNAME, error="not a host name"))
+    operatorDomain = fields.String(validate=validate.Regexp(_HOSTNAME, error="not a domain"))
+    stateDir = fields.String(validate=validate.Length(min=1))
+    manifest = fields.String()
+    adminToken = fields.String()
+    operatorForwardTo = fields.String(
+        validate=validate.Regexp(r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$", error="not an email address"))
+    listen = _section(ListenSchema, ListenSettings)
+    tls = _section(TlsSchema, TlsSettings)
+    dns = _section(DnsSchema, DnsSettings)
+    delivery = _section(DeliverySchema, DeliverySettings)
+    kafka = _section(KafkaSchema, KafkaSettings)
+    invoke = _section(InvokeSchema, InvokeSettings)
+    smtp = _section(SmtpSchema, SmtpSettings)
+    limits = _section(LimitSchema, LimitSettings)
+    rulesFile = fields.String()
+    suppressionTtl = Duration()
+
+
+def _flatten_errors(errors: Any, prefix: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        out: list[str] = []
+        for key, value in errors.items():
+            out.extend(_flatten_errors(value, f"{prefix}{key}." if not isinstance(key, int) else f"{prefix}[{key}]."))
+        return out
+    if isinstance(errors, list) and all(isinstance(e, str) for e in errors):
+        return [f"{prefix.rstrip('.')}: {'; '.join(errors)}"]
+    return [f"{prefix.rstrip('.')}: {errors}"]
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Read --config, else $ATMOS_RELAY_CONFIG, else the development defaults.
+
+    Relative paths inside a config file are taken from the file's directory,
+    so a unit file and a shell in another directory see the same relay.
+    """
+    path = path or os.environ.get("ATMOS_RELAY_CONFIG") or None
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    source = "built-in defaults"
+    if path:
+        config_path = Path(path)
+        try:
+            raw = json.loads(config_path.read_text())
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file not found: {config_path}") from exc
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{config_path}: not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{config_path}: the top level must be a JSON object")
+        base = config_path.resolve().parent
+        source = str(config_path)
+    try:
+        settings: Settings = SettingsSchema().load(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_flatten_errors(exc.messages))
+        raise SettingsError(f"{source}: invalid configuration: {problems}") from exc
+
+    def resolve(p: str) -> str:
+        return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
+
+    tls = TlsSettings(certFile=resolve(settings.tls.certFile), keyFile=resolve(settings.tls.keyFile))
+    return settings.with_changes(
+        stateDir=resolve(settings.stateDir),
+        manifest=resolve(settings.manifest),
+        rulesFile=resolve(settings.rulesFile),
+        tls=tls,
+        source=source,
+    )

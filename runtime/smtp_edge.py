@@ -1,0 +1,347 @@
+"""The SMTP edge: aiosmtpd listeners that turn SMTP commands into function events.
+
+The edge owns the protocol (TLS, AUTH PLAIN framing, size and recipient
+limits, enhanced status codes on every reply, tarpitting of failed logins)
+and nothing else: whether credentials are good, a recipient acceptable or a
+message relayable is decided by the function serverless.yml binds to the
+listener's hook, and the edge sends back the reply that function chose.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import ssl
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+
+from runtime import replies
+from runtime.errors import FunctionTimeout, RelayError
+from runtime.invoker import Deployment, FunctionRuntime
+from runtime.jsonlog import JsonLog
+from runtime.replies import Reply
+from runtime.settings import Settings
+
+# On the implicit-TLS listener AUTH is required and the session is always
+# encrypted; aiosmtpd cannot tell and warns about auth_require_tls=False.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+_CODE = re.compile(rb"^(\d{3})([ -])(.*)$", re.S)
+_HAS_ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}\b")
+# Replies aiosmtpd writes itself, mapped to the enhanced status they stand for.
+_ENHANCED_DEFAULT = {221: b"2.0.0", 250: b"2.0.0", 251: b"2.1.5", 252: b"2.5.0", 421: b"4.4.2", 450: b"4.2.0", 451: b"4.3.0",
+                     452: b"4.3.1", 454: b"4.7.0", 500: b"5.5.2", 501: b"5.5.4", 502: b"5.5.1",
+                     503: b"5.5.1", 504: b"5.5.4", 530: b"5.7.0", 550: b"5.0.0", 552: b"5.3.4",
+                     553: b"5.1.3", 554: b"5.3.0", 555: b"5.5.4"}
+_REWRITES = {
+    b"552 Error: Too much mail data": str(replies.MESSAGE_TOO_BIG).encode(),
+    b"552 Error: message size exceeds fixed maximum message size": str(replies.MESSAGE_TOO_BIG).encode(),
+    b"500 Line too long (see RFC5321 4.5.3.1.6)": str(replies.LINE_TOO_LONG).encode(),
+}
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+    implicit_tls: bool
+
+
+class AuthThrottle:
+    """Failed logins per client address; past the limit each reply waits longer."""
+
+    def __init__(self, limit: int, window: float, base_delay: float, max_delay: float) -> None:
+        self.limit, self.window, self.base, self.max = limit, window, base_delay, max_delay
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, peer: str) -> list[float]:
+        cutoff = time.monotonic() - self.window
+        stamps = [t for t in self._failures.get(peer, []) if t > cutoff]
+        if stamps:
+            self._failures[peer] = stamps
+        else:
+            self._failures.pop(peer, None)
+        return stamps
+
+    def delay(self, peer: str) -> float:
+        excess = len(self._recent(peer)) - self.limit + 1
+        return 0.0 if excess <= 0 else min(self.max, self.base * (2 ** (excess - 1)))
+
+    def failed(self, peer: str) -> int:
+        self._failures.setdefault(peer, []).append(time.monotonic())
+        if len(self._failures) > 100_000:
+            self._failures.pop(next(iter(self._failures)))
+        return len(self._recent(peer))
+
+    def succeeded(self, peer: str) -> None:
+        self._failures.pop(peer, None)
+
+
+class RelaySMTP(SMTP):
+    """aiosmtpd's protocol with our AUTH, our replies and a pinned deployment."""
+
+    def __init__(self, edge: "SmtpEdge", listener: Listener, deployment: Deployment, **kwargs: Any) -> None:
+        self.edge = edge
+        self.listener = listener
+        self.deployment = deployment
+        self.session_id = uuid.uuid4().hex[:16]
+        self._in_ehlo = False
+        self.offers_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
+        super().__init__(edge.handler, **kwargs)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.listener.implicit_tls or self._tls_protocol is not None
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, Reply):
+            status = str(status)
+        raw = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii", "replace") if isinstance(status, str) else status
+        raw = _REWRITES.get(raw, raw)
+        if not self._in_ehlo:
+            match = _CODE.match(raw)
+            if match and match.group(2) == b" ":
+                code = int(match.group(1))
+                text = match.group(3)
+                if code in _ENHANCED_DEFAULT and not _HAS_ENHANCED.match(text):
+                    raw = match.group(1) + b" " + _ENHANCED_DEFAULT[code] + b" " + text
+        await super().push(raw)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        assert self.session is not None
+        if not self.offers_auth or not self.session.extended_smtp:
+            await self.push("502 5.5.1 AUTH not available here")
+            return
+        if not self.encrypted:
+            await self.push(replies.AUTH_ENCRYPTION_REQUIRED)
+            return
+        if self.session.authenticated:
+            await self.push(replies.AUTH_ALREADY)
+            return
+        args = (arg or "").split()
+        if not args or len(args) > 2:
+            await self.push("501 5.5.4 Syntax: AUTH PLAIN [initial-response]")
+            return
+        mechanism = args[0].upper()
+        if mechanism != "PLAIN":
+            self.edge.log.info("smtp.auth", listener=self.listener.name, peer=self._peer_ip, mechanism=mechanism,
+                               result="unsupported_mechanism")
+            await self.push(replies.AUTH_MECHANISM.format(mechanism=mechanism))
+            return
+        if len(args) == 2:
+            blob = args[1].encode()
+        else:
+            await self.push("334 ")
+            blob = (await self._reader.readline()).strip()
+            if blob == b"*":
+                await self.push(replies.AUTH_ABORTED)
+                return
+        try:
+            _authz, login, password = base64.b64decode(blob, validate=True).split(b"\x00")
+            username = login.decode("utf-8")
+            secret = password.decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            await self.push(replies.AUTH_SYNTAX)
+            return
+        await self._authenticate(username, secret)
+
+    @property
+    def _peer_ip(self) -> str:
+        peer = self.session.peer if self.session else None
+        return peer[0] if isinstance(peer, tuple) else str(peer)
+
+    async def _authenticate(self, username: str, password: str) -> None:
+        peer = self._peer_ip
+        throttle = self.edge.throttle
+        delay = throttle.delay(peer)
+        if delay:
+            self.edge.log.warning("smtp.auth_throttled", listener=self.listener.name, peer=peer, delay=delay)
+            await asyncio.sleep(delay)
+        event = {
+            "trigger": "smtp", "hook": "auth", "session": self.session_event(),
+            "mechanism": "PLAIN", "username": username, "password": password,
+        }
+        spec = self.deployment.manifest.smtp_binding(self.listener.name, "auth")
+        assert spec is not None
+        fields = {"listener": self.listener.name, "peer": peer, "username": username, "mechanism": "PLAIN"}
+        try:
+            result = await self.edge.runtime.invoke_async(spec.name, event, deployment=self.deployment)
+        except RelayError as exc:
+            counted = exc.reply == replies.AUTH_INVALID
+            failures = throttle.failed(peer) if counted else None
+            reason = {replies.AUTH_PENDING: "pending", replies.AUTH_SUSPENDED: "suspended"}.get(exc.reply)
+            reason = reason or ("invalid" if counted else "error")
+            self.edge.log.info("smtp.auth", **fields, result=reason, did=getattr(exc, "did", None),
+                               failures=failures, reply=str(exc.reply))
+            await self.push(exc.reply)
+            return
+        except Exception as exc:
+            self.edge.log.error("function.error", function=spec.name, error=repr(exc), hook="auth")
+            self.edge.log.info("smtp.auth", **fields, result="error")
+            await self.push(replies.TEMPORARY_FAILURE)
+            return
+        throttle.succeeded(peer)
+        principal = (result or {}).get("principal") or {}
+        self.session.authenticated = True
+        self.session.auth_data = principal
+        self.edge.log.info("smtp.auth", **fields, result="ok", did=principal.get("did"))
+        await self.push(replies.AUTH_OK)
+
+    def session_event(self) -> dict:
+        assert self.session is not None
+        ssl_info = self.session.ssl or {}
+        tls_version = None
+        if self.listener.implicit_tls and self.transport is not None:
+            sslobj = self.transport.get_extra_info("ssl_object")
+            tls_version = sslobj.version() if sslobj else None
+        elif ssl_info.get("ssl_object") is not None:
+            tls_version = ssl_info["ssl_object"].version()
+        peer = self.session.peer
+        return {
+            "id": self.session_id,
+            "listener": self.listener.name,
+            "peer": peer[0] if isinstance(peer, tuple) else peer,
+            "helo": self.session.host_name,
+            "tls": self.encrypted,
+            "tls_version": tls_version,
+            "principal": self.session.auth_data if self.session.authenticated else None,
+        }
+
+
+class EdgeHandler:
+    """aiosmtpd hook object: each hook becomes an invocation of the bound function."""
+
+    def __init__(self, edge: "SmtpEdge") -> None:
+        self.edge = edge
+
+    async def handle_EHLO(self, server: RelaySMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        out = [r for r in responses if not r.startswith("250-AUTH") and r != "250 HELP"]
+        out += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        if server.offers_auth and server.encrypted:
+            out.append("250-AUTH PLAIN")
+        out.append("250 HELP")
+        return out
+
+    async def handle_MAIL(self, server: RelaySMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> Any:
+        result = await self._call(server, "mail", {"mail_from": address, "mail_options": options}, replies.SENDER_OK)
+        if result.code == 250:
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+        return str(result)
+
+    async def handle_RCPT(self, server: RelaySMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> Any:
+        if len(envelope.rcpt_tos) >= self.edge.settings.smtp.maxRecipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        result = await self._call(server, "rcpt", {
+            "mail_from": envelope.mail_from, "rcpt_to": address, "rcpt_options": options,
+            "accepted": list(envelope.rcpt_tos)}, replies.RECIPIENT_OK)
+        if result.code == 250:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+        return str(result)
+
+    async def handle_DATA(self, server: RelaySMTP, session: Session, envelope: Envelope) -> Any:
+        content = envelope.original_content or b""
+        result = await self._call(server, "data", {
+            "envelope": {"mail_from": envelope.mail_from, "mail_options": envelope.mail_options,
+                         "rcpt_tos": list(envelope.rcpt_tos)},
+            "content": base64.b64encode(content).decode("ascii"),
+            "size": len(content),
+        }, replies.ACCEPTED, unbound=replies.TEMPORARY_FAILURE)
+        return str(result)
+
+    async def _call(self, server: RelaySMTP, hook: str, body: dict, default: Reply,
+                    unbound: Reply | None = None) -> Reply:
+        spec = server.deployment.manifest.smtp_binding(server.listener.name, hook)
+        if spec is None:
+            return unbound or default
+        event = {"trigger": "smtp", "hook": hook, "session": server.session_event(), **body}
+        try:
+            result = await self.edge.runtime.invoke_async(spec.name, event, deployment=server.deployment)
+        except RelayError as exc:
+            if isinstance(exc, FunctionTimeout):
+                self.edge.log.error("smtp.function_timeout", function=spec.name, hook=hook,
+                                    session=server.session_id)
+            return exc.reply
+        except Exception as exc:
+            self.edge.log.error("function.error", function=spec.name, hook=hook, error=repr(exc),
+                                session=server.session_id)
+            return replies.TEMPORARY_FAILURE
+        reply = (result or {}).get("reply") if isinstance(result, dict) else None
+        return Reply.from_dict(reply) if reply else default
+
+
+class SmtpEdge:
+    def __init__(self, settings: Settings, runtime: FunctionRuntime, log: JsonLog,
+                 tls_context: ssl.SSLContext) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.log = log
+        self.tls_context = tls_context
+        self.handler = EdgeHandler(self)
+        smtp = settings.smtp
+        self.throttle = AuthThrottle(smtp.authFailureLimit, smtp.authFailureWindow,
+                                     smtp.authFailureDelay, smtp.authFailureMaxDelay)
+        self.servers: list[asyncio.AbstractServer] = []
+        self.listeners = [
+            Listener("submission", *settings.listen.submission, implicit_tls=False),
+            Listener("smtps", *settings.listen.smtps, implicit_tls=True),
+            Listener("mx", *settings.listen.mx, implicit_tls=False),
+        ]
+
+    def _factory(self, listener: Listener):
+        def make() -> RelaySMTP:
+            deployment = self.runtime.require()
+            requires_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
+            return RelaySMTP(
+                self, listener, deployment,
+                data_size_limit=self.settings.smtp.maxMessageSize,
+                hostname=self.settings.hostname,
+                ident="ESMTP Atmosphere Mail",
+                tls_context=None if listener.implicit_tls else self.tls_context,
+                require_starttls=False,
+                timeout=self.settings.smtp.sessionTimeout,
+                auth_required=requires_auth,
+                auth_require_tls=not listener.implicit_tls,
+                auth_exclude_mechanism=["LOGIN"],
+                command_call_limit={"*": 1_000_000, "AUTH": 10, "EHLO": 50, "HELO": 50, "STARTTLS": 5},
+                loop=asyncio.get_running_loop(),
+            )
+        return make
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            server = await loop.create_server(
+                self._factory(listener), listener.host, listener.port,
+                ssl=self.tls_context if listener.implicit_tls else None,
+                reuse_address=True)
+            self.servers.append(server)
+            self.log.info("smtp.listening", listener=listener.name, host=listener.host, port=listener.port,
+                          tls="implicit" if listener.implicit_tls else "starttls")
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()

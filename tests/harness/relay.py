@@ -1,0 +1,153 @@
+"""The relay as a real process: config on free ports, JSON log capture, CLI calls."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent / "atmos-relay"
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Relay:
+    def __init__(self, workdir: Path, config: dict | None = None, env: dict | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: free_port() for name in ("submission", "smtps", "mx", "http")}
+        base = {
+            "hostname": "relay.atmos.test",
+            "operatorDomain": "atmos.test",
+            "stateDir": str(self.workdir / "state"),
+            "adminToken": "test-admin-token",
+            "listen": {name: f"127.0.0.1:{port}" for name, port in self.ports.items()},
+            "invoke": {"accessKeyId": "AKIDTESTRELAY", "secretAccessKey": "test-secret-key"},
+        }
+        self.config = deep_merge(base, config or {})
+        self.config_path = self.workdir / "config.json"
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[dict] = []
+        self.raw: list[str] = []
+        self._cond = threading.Condition()
+
+    @property
+    def state(self) -> Path:
+        return Path(self.config["stateDir"])
+
+    @property
+    def admin_token(self) -> str:
+        return self.config["adminToken"]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    def write_config(self, **changes: Any) -> None:
+        self.config = deep_merge(self.config, changes)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+
+    def start(self, wait: bool = True) -> "Relay":
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--config", str(self.config_path)], cwd=self.workdir, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        if wait:
+            self.wait_for("relay.started", timeout=30)
+            for port in self.ports.values():
+                wait_for_port(port)
+        return self
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._cond:
+                self.raw.append(line.rstrip("\n"))
+                try:
+                    record = json.loads(line)
+                    if isinstance(record, dict):
+                        self.lines.append(record)
+                except ValueError:
+                    pass
+                self._cond.notify_all()
+
+    def logs(self, event: str | None = None, **fields: Any) -> list[dict]:
+        with self._cond:
+            return [r for r in self.lines if (event is None or r.get("event") == event)
+                    and all(r.get(k) == v for k, v in fields.items())]
+
+    def wait_for(self, event: str, timeout: float = 15.0, predicate: Callable[[dict], bool] | None = None,
+                 count: int = 1, **fields: Any) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [r for r in self.lines if r.get("event") == event
+                         and all(r.get(k) == v for k, v in fields.items()) and (predicate is None or predicate(r))]
+                if len(found) >= count:
+                    return found
+                if self.proc is not None and self.proc.poll() is not None and event != "relay.exit":
+                    raise AssertionError(f"relay exited ({self.proc.returncode}) waiting for {event}:\n"
+                                         + "\n".join(self.raw[-40:]))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {event} {fields} within {timeout}s; last lines:\n"
+                                         + "\n".join(self.raw[-40:]))
+                self._cond.wait(min(left, 0.2))
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(BIN), *args, "--config", str(self.config_path)], cwd=self.workdir,
+                                env=self.env, capture_output=True, text=True, input=input, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"atmos-relay {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args).stdout)
+
+    def enroll(self, did: str, domain: str, approve: bool = True) -> dict:
+        enrolled = self.cli_json("member", "enroll", "--did", did, "--domain", domain)
+        if approve:
+            self.cli_json("member", "approve", did)
+        return enrolled
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> "Relay":
+        self.stop()
+        self.lines.clear()
+        self.raw.clear()
+        return self.start()

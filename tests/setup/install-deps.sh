@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# What the tests need beyond the venv: Debian packages for the real peers
+# (swaks, BIND, Perl Mail::DKIM, Postfix, OpenDKIM, Chromium) and Node's
+# mailauth for Ed25519 verification. Installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+packages=(swaks bind9 bind9-utils bind9-dnsutils libmail-dkim-perl libnet-dns-perl sqlite3
+          postfix opendkim opendkim-tools chromium chromium-driver nodejs npm)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node may come from outside Debian (nvm, nodesource); then it is not missing.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  filtered=()
+  for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
+  missing=("${filtered[@]+"${filtered[@]}"}")
+fi
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq || true
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian starts daemons on install; the tests run their own instances on loopback ports.
+for svc in named bind9 postfix opendkim; do
+  (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
+done
+
+if [ ! -d tests/verifier/node_modules/mailauth ]; then
+  (cd tests/verifier && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
+fi
