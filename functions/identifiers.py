@@ -55,6 +55,9 @@ def normalize_domain(value: str, what: str = "domain") -> str:
         raise InvalidIdentifier(f"{value!r} is an IP address, not a {what}")
     except ValueError:
         pass
+    for label in raw.split("."):
+        if not label or len(label) > 63:
+            raise InvalidIdentifier(f"{value!r} is not a valid {what} (bad label {label!r}: 1 to 63 characters)")
     try:
         domain = raw.encode("idna").decode("ascii")
     except UnicodeError:

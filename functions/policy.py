@@ -63,7 +63,7 @@ class Condition:
 class Rule:
     name: str
     description: str
-    on: tuple[str, ...]
+    events: tuple[str, ...]
     when: tuple[Condition, ...]
     verdict: str
     suspend: bool = False
@@ -128,7 +128,7 @@ class ConditionSchema(_Strict):
 class RuleSchema(_Strict):
     name = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
     description = fields.String(load_default="")
-    on = fields.List(fields.String(), load_default=list)
+    events = fields.List(fields.String(), load_default=list)
     when = fields.List(fields.Nested(ConditionSchema), required=True, validate=validate.Length(min=1))
     verdict = fields.String(load_default=None)
     suspend = fields.Boolean(load_default=False)
@@ -144,7 +144,7 @@ class RuleSchema(_Strict):
 
     @post_load
     def make(self, data: dict, **_: Any) -> Rule:
-        return Rule(name=data["name"], description=data["description"], on=tuple(data["on"]),
+        return Rule(name=data["name"], description=data["description"], events=tuple(data["events"]),
                     when=tuple(data["when"]), verdict=data["verdict"] or data["name"], suspend=data["suspend"],
                     add_labels=tuple(data["addLabels"]), remove_labels=tuple(data["removeLabels"]),
                     unless_labels=tuple(data["unlessLabels"]), if_labels=tuple(data["ifLabels"]))
@@ -164,33 +164,33 @@ DEFAULT: dict[str, Any] = {
         "burstFactor": 0.5,
     },
     "rules": [
-        {"name": "suspend_complaint_rate", "on": ["complaint_received"],
+        {"name": "suspend_complaint_rate", "events": ["complaint_received"],
          "description": "Gmail and Yahoo police 0.3% spam complaints; past 0.5% over 200 sends the pool suffers",
          "when": [{"metric": "complaint_rate_7d", "op": ">=", "value": 0.005},
                   {"metric": "sends_7d", "op": ">=", "value": 200}],
          "verdict": "suspend_member", "suspend": True},
-        {"name": "suspend_hard_bounce_rate", "on": ["bounce_received", "delivery_result"],
+        {"name": "suspend_hard_bounce_rate", "events": ["bounce_received", "delivery_result"],
          "description": "10% hard bounces means a bought or scraped list",
          "when": [{"metric": "hard_bounce_rate_7d", "op": ">=", "value": 0.10},
                   {"metric": "sends_7d", "op": ">=", "value": 50}],
          "verdict": "suspend_member", "suspend": True},
-        {"name": "burst_detected", "on": ["relay_attempt"],
+        {"name": "burst_detected", "events": ["relay_attempt"],
          "description": "an hour over 5x the member's trailing hourly average",
          "when": [{"metric": "burst_ratio", "op": ">", "value": 5},
                   {"metric": "sends_1h", "op": ">=", "value": 10}],
          "unlessLabels": ["burst_warming"], "verdict": "burst", "addLabels": ["burst_warming"]},
-        {"name": "burst_over", "on": ["relay_attempt", "delivery_result"],
+        {"name": "burst_over", "events": ["relay_attempt", "delivery_result"],
          "description": "the burst has passed",
          "when": [{"metric": "burst_ratio", "op": "<=", "value": 2}],
          "ifLabels": ["burst_warming"], "verdict": "burst_over", "removeLabels": ["burst_warming"]},
-        {"name": "earn_highly_trusted", "on": ["delivery_result"],
+        {"name": "earn_highly_trusted", "events": ["delivery_result"],
          "description": "30 days active, 1000 deliveries, complaints under 0.05%, bounces under 2%",
          "when": [{"metric": "days_active", "op": ">=", "value": 30},
                   {"metric": "deliveries_30d", "op": ">=", "value": 1000},
                   {"metric": "complaint_rate_30d", "op": "<", "value": 0.0005},
                   {"metric": "bounce_rate_30d", "op": "<", "value": 0.02}],
          "unlessLabels": ["highly_trusted"], "verdict": "trusted", "addLabels": ["highly_trusted"]},
-        {"name": "lose_highly_trusted", "on": ["complaint_received", "bounce_received"],
+        {"name": "lose_highly_trusted", "events": ["complaint_received", "bounce_received"],
          "description": "trust is lost as it was earned",
          "when": [{"metric": "complaint_rate_30d", "op": ">=", "value": 0.001}],
          "ifLabels": ["highly_trusted"], "verdict": "untrusted", "removeLabels": ["highly_trusted"]},

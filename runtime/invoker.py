@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import importlib.util
 import sys
 import threading
 import time
@@ -65,6 +66,16 @@ def _source_times(packages: tuple[str, ...]) -> dict[str, float]:
     return times
 
 
+def _drop_stale_bytecode(fingerprint: dict[str, float]) -> None:
+    """pyc files are validated by whole-second mtime and size; an edit within a second can hide."""
+    for path, mtime in fingerprint.items():
+        try:
+            if Path(path).stat().st_mtime != mtime:
+                Path(importlib.util.cache_from_source(path)).unlink(missing_ok=True)
+        except (OSError, ValueError, NotImplementedError):
+            pass
+
+
 class FunctionRuntime:
     def __init__(self, services: Services, manifest_path: str | Path) -> None:
         self.services = services
@@ -83,6 +94,8 @@ class FunctionRuntime:
             if root not in sys.path:
                 sys.path.insert(0, root)
             previous = _purge(manifest.reload_packages)
+            if self.current is not None:
+                _drop_stale_bytecode(self.current.fingerprint)
             importlib.invalidate_caches()
             handlers = {}
             try:
