@@ -75,4 +75,12 @@ MIGRATIONS = [
         PRIMARY KEY (uri, val)
     );
     """,
+    # 3: the secret behind VERP bounce addresses
+    """
+    CREATE TABLE relay_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO relay_secrets (name, value) VALUES ('verp', lower(hex(randomblob(32))));
+    """,
 ]

@@ -8,8 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness.certs import self_signed  # noqa: E402
+from harness.dns import Bind  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
-from harness.relay import Relay  # noqa: E402
+from harness.relay import Relay, deep_merge  # noqa: E402
 
 
 @pytest.fixture
@@ -34,6 +36,36 @@ def relay(start_relay) -> Relay:
 
 @pytest.fixture
 def sink_mx(tmp_path):
-    mx = SinkMX(tmp_path / "mx").start()
+    """The recipients' MX: a real SMTP server offering STARTTLS, storing what it accepts."""
+    mx = SinkMX(tmp_path / "mx", tls=self_signed(tmp_path / "mx-tls")).start()
     yield mx
     mx.stop()
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    bind = Bind(tmp_path / "bind").start()
+    yield bind
+    bind.stop()
+
+
+@pytest.fixture
+def mail_relay(start_relay, dns_server, sink_mx):
+    """Factory: a relay resolving through the test BIND and delivering to the sink MX.
+
+    recipient.test has an MX; the operator's DKIM records are published from
+    the relay's own `operator_dkim.first_boot` log line, as runbook task 1 says.
+    """
+    dns_server.mail_domain("recipient.test")
+
+    def start(config: dict | None = None, **kwargs) -> Relay:
+        base = deep_merge(dns_server.config, {"delivery": {"port": sink_mx.port, "retryIntervals": ["1s", "2s"],
+                                                           "connectTimeout": "5s", "commandTimeout": "10s"}})
+        relay = start_relay(deep_merge(base, config or {}), **kwargs)
+        first_boot = relay.logs("operator_dkim.first_boot")
+        if first_boot:
+            dns_server.publish(first_boot[0]["records"])
+        return relay
+
+    return start
+

@@ -151,3 +151,10 @@ class Relay:
         self.lines.clear()
         self.raw.clear()
         return self.start()
+
+
+def enroll_published(relay: Relay, dns, did: str, domain: str) -> dict:
+    """Enroll, approve, and publish the member's DNS records as the enroll page tells them to."""
+    member = relay.enroll(did, domain)
+    dns.publish(member["dnsRecords"])
+    return member
