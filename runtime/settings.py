@@ -98,7 +98,6 @@ class DeliverySettings:
     maxAge: float = 5 * 86400
     concurrency: int = 32
     perDomainConcurrency: int = 4
-    batchSize: int = 50
     connectTimeout: float = 30.0
     commandTimeout: float = 120.0
     requireTls: bool = False
@@ -216,7 +215,6 @@ class DeliverySchema(_Base):
     maxAge = Duration()
     concurrency = fields.Integer(validate=validate.Range(1, 1024))
     perDomainConcurrency = fields.Integer(validate=validate.Range(1, 256))
-    batchSize = fields.Integer(validate=validate.Range(1, 1000))
     connectTimeout = Duration()
     commandTimeout = Duration()
     requireTls = fields.Boolean()

@@ -1,0 +1,158 @@
+"""`make bench`: how fast the relay is, measured end to end on this machine.
+
+Starts BIND, a recipient MX and the relay as processes (the same harness the
+tests use), enrolls a member, and drives it with concurrent submitting
+clients. Where Postfix and OpenDKIM are installed it runs them under the
+same load and prints our figures as a ratio to theirs. Results go to stdout
+and bench/out/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench import load, signing  # noqa: E402
+from harness.dns import Bind  # noqa: E402
+from harness.mx import SinkMX  # noqa: E402
+from harness.relay import Relay, enroll_published  # noqa: E402
+
+DID = "did:plc:benchbenchbenchbenchbenc"
+DOMAIN = "bench.example"
+
+
+def wait_delivered(mx: SinkMX, count: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(mx.maildir.glob("*.eml"))) >= count:
+            return time.perf_counter()
+        time.sleep(0.05)
+    raise RuntimeError(f"only {len(list(mx.maildir.glob('*.eml')))} of {count} delivered within {timeout}s")
+
+
+def bench_relay(work: Path, messages: int, clients: int, size: int) -> dict:
+    bind = Bind(work / "bind").start()
+    mx = SinkMX(work / "mx").start()
+    policy = work / "policy.yml"
+    policy.write_text("warming:\n  tiers: []\n")
+    relay = Relay(work / "relay", config={
+        **bind.config, "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
+        "delivery": {"port": mx.port, "concurrency": 32, "perDomainConcurrency": 8},
+        "smtp": {"authFailureLimit": 1000},
+    })
+    try:
+        relay.start()
+        bind.publish(relay.logs("operator_dkim.first_boot")[0]["records"])
+        bind.mail_domain("recipient.test")
+        member = enroll_published(relay, bind, DID, DOMAIN)
+        target = load.Target("127.0.0.1", relay.ports["submission"], DOMAIN, member["apiKey"],
+                             f"noreply@{DOMAIN}", "recipient.test")
+        load.run(target, clients * 2, clients, size)  # warm-up: imports, key cache, connections
+        wait_delivered(mx, clients * 2, 120)
+        before = len(list(mx.maildir.glob("*.eml")))
+        started = time.perf_counter()
+        accepted = load.run(target, messages, clients, size)
+        done = wait_delivered(mx, before + messages, 600)
+        sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
+        wait_delivered(mx, before + messages + sessions.messages, 600)
+        return {
+            "accepted_per_s": accepted.rate,
+            "delivered_end_to_end_per_s": messages / (done - started),
+            "data_to_250_p50_ms": accepted.percentile(50) * 1000,
+            "data_to_250_p95_ms": accepted.percentile(95) * 1000,
+            "sessions_per_s": sessions.rate,
+            "connect_tls_auth_to_250_p50_ms": sessions.percentile(50) * 1000,
+            "connect_tls_auth_to_250_p95_ms": sessions.percentile(95) * 1000,
+        }
+    finally:
+        relay.stop()
+        mx.stop()
+        bind.stop()
+
+
+def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | None:
+    try:
+        from harness.postfix import PostfixSigningRelay
+    except ImportError:
+        return None
+    import shutil
+
+    if not (shutil.which("postfix") and shutil.which("opendkim")):
+        return None
+    from functions import dkim_keys
+    from harness.ports import free_port
+
+    mx = SinkMX(work / "pf-mx").start()
+    key = dkim_keys.new_rsa()
+    postfix = PostfixSigningRelay(work / "postfix", listen_port=free_port(), sink_port=mx.port,
+                                  dkim_domain=DOMAIN, dkim_selector="bench", dkim_key_pem=key.private_pem)
+    try:
+        postfix.start()
+        target = load.Target("127.0.0.1", postfix.listen_port, None, None, f"noreply@{DOMAIN}", "recipient.test")
+        load.run(target, clients * 2, clients, size)
+        wait_delivered(mx, clients * 2, 120)
+        before = len(list(mx.maildir.glob("*.eml")))
+        started = time.perf_counter()
+        accepted = load.run(target, messages, clients, size)
+        done = wait_delivered(mx, before + messages, 600)
+        sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
+        wait_delivered(mx, before + messages + sessions.messages, 600)
+        return {
+            "accepted_per_s": accepted.rate,
+            "delivered_end_to_end_per_s": messages / (done - started),
+            "data_to_250_p50_ms": accepted.percentile(50) * 1000,
+            "data_to_250_p95_ms": accepted.percentile(95) * 1000,
+            "sessions_per_s": sessions.rate,
+            "connect_tls_auth_to_250_p50_ms": sessions.percentile(50) * 1000,
+            "connect_tls_auth_to_250_p95_ms": sessions.percentile(95) * 1000,
+        }
+    finally:
+        postfix.stop()
+        mx.stop()
+
+
+def table(results: dict) -> str:
+    ours, theirs = results["relay"], results.get("postfix_opendkim") or {}
+    lines = [f"{'metric':<34} {'atmos-relay':>12} {'postfix+opendkim':>17} {'ratio':>7}"]
+    for key, value in ours.items():
+        other = theirs.get(key)
+        ratio = f"{value / other:.2f}x" if other else "-"
+        shown = f"{other:.1f}" if other is not None else "-"
+        lines.append(f"{key:<34} {value:>12.1f} {shown:>17} {ratio:>7}")
+    lines.append("")
+    for key, value in results["signing"].items():
+        lines.append(f"{key:<34} {value:>12.1f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="make bench")
+    p.add_argument("--messages", type=int, default=2000)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--size", type=int, default=2000, help="approximate body size in bytes")
+    p.add_argument("--skip-postfix", action="store_true")
+    args = p.parse_args()
+    results: dict = {"messages": args.messages, "clients": args.clients, "size": args.size}
+    results["signing"] = signing.run()
+    with tempfile.TemporaryDirectory(prefix="atmos-bench-") as tmp:
+        work = Path(tmp)
+        results["relay"] = bench_relay(work, args.messages, args.clients, args.size)
+        if not args.skip_postfix:
+            theirs = bench_postfix(work, args.messages, args.clients, args.size)
+            if theirs:
+                results["postfix_opendkim"] = theirs
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
