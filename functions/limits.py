@@ -3,9 +3,10 @@
 A member's caps are its own hourly/daily limits, lowered by the tier its
 age since approval puts it in (runbook section 5: tier caps compose with
 min() and never raise a member's limit). `highly_trusted` skips the tiers;
-`burst_warming` halves the hourly cap. Usage is counted in `sent_messages`
-over the last hour and day, inside the same transaction that adds the new
-message, so concurrent sessions cannot overshoot.
+`burst_warming` halves the hourly cap. Usage is counted in
+`send_counters` (minute buckets for the last hour, hour buckets for the last
+day) inside the same transaction that adds the new message, so concurrent
+sessions cannot overshoot and a restart forgets nothing.
 """
 from __future__ import annotations
 
@@ -67,11 +68,29 @@ def member_caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> C
 
 
 def usage(conn: sqlite3.Connection, did: str, now: float) -> tuple[int, int]:
+    """Recipients accepted in the last 60 minutes and the last 24 hours."""
+    minute, hour = int(now // 60), int(now // 3600)
     row = conn.execute(
-        "SELECT COALESCE(SUM(CASE WHEN created_at > ? THEN recipient_count END), 0) AS hour,"
-        " COALESCE(SUM(recipient_count), 0) AS day FROM sent_messages WHERE did = ? AND created_at > ?",
-        (now - 3600, did, now - 86400)).fetchone()
+        "SELECT COALESCE(SUM(CASE WHEN granularity = 'm' AND bucket > ? THEN count END), 0) AS hour,"
+        " COALESCE(SUM(CASE WHEN granularity = 'h' AND bucket > ? THEN count END), 0) AS day"
+        " FROM send_counters WHERE did = ? AND ((granularity = 'm' AND bucket > ?) OR"
+        " (granularity = 'h' AND bucket > ?))",
+        (minute - 60, hour - 24, did, minute - 60, hour - 24)).fetchone()
     return int(row["hour"]), int(row["day"])
+
+
+def record(conn: sqlite3.Connection, did: str, recipients: int, now: float) -> None:
+    for granularity, bucket in (("m", int(now // 60)), ("h", int(now // 3600))):
+        conn.execute(
+            "INSERT INTO send_counters (did, granularity, bucket, count) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (did, granularity, bucket) DO UPDATE SET count = count + excluded.count",
+            (did, granularity, bucket, recipients))
+
+
+def prune(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute(
+        "DELETE FROM send_counters WHERE (granularity = 'm' AND bucket <= ?) OR (granularity = 'h' AND bucket <= ?)",
+        (int(now // 60) - 61, int(now // 3600) - 25)).rowcount
 
 
 def check(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Verdict | None:

@@ -83,4 +83,14 @@ MIGRATIONS = [
     );
     INSERT INTO relay_secrets (name, value) VALUES ('verp', lower(hex(randomblob(32))));
     """,
+    # 4: send counters for limits (minute buckets for the hour, hour buckets for the day)
+    """
+    CREATE TABLE send_counters (
+        did TEXT NOT NULL,
+        granularity TEXT NOT NULL CHECK (granularity IN ('m', 'h')),
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (did, granularity, bucket)
+    );
+    """,
 ]

@@ -126,6 +126,7 @@ def on_data(event: dict, context: LambdaContext) -> dict:
                 " size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (queue_id, signed["message_id"], did, member_domain, json.dumps(recipients), len(recipients),
                  len(message), now))
+            limits.record(tx, did, len(recipients), now)
             events.emit(tx, context, "relay_attempt", {
                 "sender_did": did, "message_id": signed["message_id"], "queue_id": queue_id,
                 "recipients": recipients, "member_domain": member_domain, "size": len(message)}, when=now)
