@@ -17,6 +17,11 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 from runtime.context import LambdaContext
 
 
+# Osprey's topics (SPEC): what happened in, what the rules made of it out.
+ACTIONS_TOPIC = "osprey.actions_input"
+RESULTS_TOPIC = "osprey.execution_results"
+
+
 class _Event(Schema):
     class Meta:
         unknown = INCLUDE
@@ -130,7 +135,7 @@ def emit(conn: sqlite3.Connection, context: LambdaContext, action_name: str, dat
     """Validate and append one action to the outbox inside the caller's transaction."""
     when = context.clock.now() if when is None else when
     message = envelope(action_name, data, when)
-    context.bus.publish(conn, context.settings.kafka.actionsTopic, data["sender_did"], message)
+    context.bus.publish(conn, ACTIONS_TOPIC, data["sender_did"], message)
     return message["data"]["action_id"]
 
 

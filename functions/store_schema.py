@@ -93,4 +93,37 @@ MIGRATIONS = [
         PRIMARY KEY (did, granularity, bucket)
     );
     """,
+    # 5: the rules' results as the relay consumed them, daily activity, in-process reputation state
+    """
+    CREATE TABLE relay_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        action_id INTEGER NOT NULL UNIQUE,
+        sender_did TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        verdicts TEXT NOT NULL,
+        label_mutations TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX relay_events_did ON relay_events (sender_did, id);
+    CREATE INDEX relay_events_action ON relay_events (action_name, id);
+    CREATE TABLE member_daily_stats (
+        did TEXT NOT NULL,
+        day TEXT NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        deferred INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        bounced INTEGER NOT NULL DEFAULT 0,
+        complained INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (did, day)
+    );
+    CREATE TABLE reputation_state (
+        did TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]

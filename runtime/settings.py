@@ -106,8 +106,6 @@ class DeliverySettings:
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrapServers: tuple[str, ...] = ()
-    actionsTopic: str = "osprey.actions_input"
-    resultsTopic: str = "osprey.execution_results"
     groupId: str = "atmos-relay"
     partitions: int = 4
 
@@ -229,8 +227,6 @@ class DeliverySchema(_Base):
 class KafkaSchema(_Base):
     target = KafkaSettings
     bootstrapServers = StringList()
-    actionsTopic = fields.String(validate=validate.Length(min=1))
-    resultsTopic = fields.String(validate=validate.Length(min=1))
     groupId = fields.String(validate=validate.Length(min=1))
     partitions = fields.Integer(validate=validate.Range(1, 1024))
 
