@@ -18,6 +18,8 @@ from functions import events, labels, members
 from runtime.context import LambdaContext
 
 SUSPEND_VERDICT = "suspend_member"
+# Osprey's LabelStatus: 0 added, 1 removed, 2 manually added, 3 manually removed; words accepted too.
+_LABEL_STATUS = {"0": True, "2": True, "added": True, "1": False, "3": False, "removed": False}
 _STAT_COLUMNS = {"sent", "delivered", "deferred", "failed", "bounced", "complained", "rejected"}
 
 
@@ -61,7 +63,7 @@ def _stat_increments(name: str, data: dict) -> dict[str, int]:
 
 def _suspension_reason(result: dict) -> tuple[str, str, dict]:
     figures = result.get("RuleFigures") or {}
-    rule = next((r for r in result.get("__rule_hits") or [] if r in figures), "")
+    rule = next((r for r in result.get("RulesFired") or [] if r in figures), "")
     shown = ", ".join(f"{k}={v:g}" for k, v in (figures.get(rule) or {}).items())
     return f"rule {rule or 'osprey'}: {shown}".strip(": "), rule, figures.get(rule) or {}
 
@@ -100,13 +102,15 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
     for mutation in mutations:
         entity, _, rest = mutation.partition("/")
         label, _, status = rest.rpartition("/")
-        if entity != "MemberDid" or not label or status not in ("added", "removed"):
+        if entity != "MemberDid" or not label or status not in _LABEL_STATUS:
             continue
-        reason = f"rules: {', '.join(result.get('__rule_hits') or []) or 'osprey'}"
-        if labels.apply(conn, did, label, status == "added", "rules", reason, now):
+        add = _LABEL_STATUS[status]
+        reason = f"rules: {', '.join(result.get('RulesFired') or []) or 'osprey'}"
+        if labels.apply(conn, did, label, add, "rules", reason, now):
+            change = "added" if add else "removed"
             events.emit(conn, context, "label_changed",
-                        {"sender_did": did, "label": label, "status": status, "source": "rules"})
-            context.logger.info("label.changed", did=did, label=label, status=status, action_id=action_id)
+                        {"sender_did": did, "label": label, "status": change, "source": "rules"})
+            context.logger.info("label.changed", did=did, label=label, status=change, action_id=action_id)
     if SUSPEND_VERDICT in verdicts and member["status"] != "suspended":
         reason, rule, figures = _suspension_reason(result)
         members.suspend(conn, context, did, reason, actor="rules", rule=rule, figures=figures)

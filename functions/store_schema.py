@@ -126,4 +126,21 @@ MIGRATIONS = [
         updated_at REAL NOT NULL
     );
     """,
+    # 6: what arrived on the inbound MX; the admin session secret
+    """
+    CREATE TABLE inbound_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at REAL NOT NULL,
+        classification TEXT NOT NULL CHECK (classification IN
+            ('complaint', 'bounce', 'operator', 'reply', 'auto-reply', 'unknown')),
+        member_did TEXT,
+        subject TEXT NOT NULL DEFAULT '',
+        recipient TEXT NOT NULL DEFAULT '',
+        mail_from TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX inbound_messages_member ON inbound_messages (member_did, id);
+    INSERT INTO relay_secrets (name, value) VALUES ('admin-session', lower(hex(randomblob(32))));
+    """,
 ]

@@ -176,6 +176,22 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent)."""
+    import base64
+
+    platform = _platform(args)
+    for name in args.files:
+        with open(name, "rb") as f:
+            raw = f.read()
+        result = _invoke(platform, "classify-inbound", {
+            "trigger": "classify", "dry_run": True, "message": base64.b64encode(raw).decode("ascii")})
+        print(json.dumps({"file": name, "classification": result.get("classification"),
+                          "member_did": result.get("member_did"), "recipients": result.get("recipients", [])}),
+              flush=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atmos-relay", description="Atmosphere Mail cooperative relay")
     common = argparse.ArgumentParser(add_help=False)
@@ -220,6 +236,10 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--hourly", type=int)
     a.add_argument("--daily", type=int)
     m.set_defaults(func=cmd_member)
+
+    s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("queue", parents=[common], help="show the delivery queue")
     s.add_argument("--state", default="", choices=["", "queued", "delivered", "failed", "expired"])

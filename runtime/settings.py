@@ -135,6 +135,12 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class AtprotoSettings:
+    plcUrl: str = "https://plc.directory"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost.localdomain"
     operatorDomain: str = "atmos.test"
@@ -150,6 +156,7 @@ class Settings:
     invoke: InvokeSettings = field(default_factory=InvokeSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    atproto: AtprotoSettings = field(default_factory=AtprotoSettings)
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
     source: str = "built-in defaults"
@@ -261,6 +268,12 @@ class LimitSchema(_Base):
     daily = fields.Integer(validate=validate.Range(0, 100_000_000))
 
 
+class AtprotoSchema(_Base):
+    target = AtprotoSettings
+    plcUrl = fields.Url(require_tld=False, schemes={"http", "https"})
+    timeout = Duration()
+
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 
 
@@ -281,6 +294,7 @@ class SettingsSchema(_Base):
     invoke = _section(InvokeSchema, InvokeSettings)
     smtp = _section(SmtpSchema, SmtpSettings)
     limits = _section(LimitSchema, LimitSettings)
+    atproto = _section(AtprotoSchema, AtprotoSettings)
     rulesFile = fields.String()
     suppressionTtl = Duration()
 

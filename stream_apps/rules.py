@@ -3,7 +3,8 @@
 `process` is the whole stream step as one pure function: fold the action
 into the member's state, evaluate the policy's rules, and describe what
 fired in Osprey's execution-result shape (`__verdicts`,
-`__entity_label_mutations` as "MemberDid/<label>/<added|removed>"). The
+`__entity_label_mutations` as "MemberDid/<label>/<status>" with Osprey's
+LabelStatus numbers, 0 added and 1 removed). The
 in-process runner and the Faust worker both call it and nothing else.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from stream_apps import reputation
 
 ENTITY = "MemberDid"
 SUSPEND_VERDICT = "suspend_member"
+ADDED, REMOVED = 0, 1  # osprey_shared.labels.LabelStatus
 
 
 @dataclass
@@ -45,8 +47,8 @@ class Evaluation:
     def label_mutations(self) -> list[str]:
         out = []
         for hit in self.hits:
-            out += [f"{ENTITY}/{label}/added" for label in hit.add]
-            out += [f"{ENTITY}/{label}/removed" for label in hit.remove]
+            out += [f"{ENTITY}/{label}/{ADDED}" for label in hit.add]
+            out += [f"{ENTITY}/{label}/{REMOVED}" for label in hit.remove]
         return out
 
 
@@ -86,7 +88,8 @@ def evaluate(policy: Policy, state: dict[str, Any], action_name: str,
 
 
 def timestamp(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """As Osprey writes `__timestamp`: datetime.isoformat() of an aware UTC time."""
+    return datetime.fromtimestamp(when, timezone.utc).isoformat()
 
 
 def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, Any],
@@ -108,12 +111,13 @@ def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, An
         "__timestamp": timestamp(when),
         "__verdicts": evaluation.verdicts,
         "__entity_label_mutations": evaluation.label_mutations,
-        "__rule_hits": [h.rule for h in evaluation.hits],
+        "__error_count": 0,
         "ActionName": name,
         "SenderDid": did,
         "MemberDid": did,
         "ActionData": data,
         "Figures": figures,
+        "RulesFired": [h.rule for h in evaluation.hits],
         "RuleFigures": {h.rule: h.figures for h in evaluation.hits},
         "MemberStatus": state.get("status"),
         "MemberLabels": state.get("labels", []),

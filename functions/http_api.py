@@ -1,0 +1,95 @@
+"""What every HTTP handler needs: read an API Gateway v2 event, answer JSON or HTML.
+
+Pages answer HTML to a browser and JSON to `Accept: application/json`, so
+the runbook's curl lines and the dashboard share one handler.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+
+def header(event: dict, name: str, default: str = "") -> str:
+    return (event.get("headers") or {}).get(name.lower(), default)
+
+
+def wants_json(event: dict) -> bool:
+    """JSON unless the client asked for HTML first (a browser); curl's */* gets JSON."""
+    accept = header(event, "accept").lower()
+    if "application/json" in accept:
+        return "text/html" not in accept or accept.index("application/json") < accept.index("text/html")
+    return "text/html" not in accept
+
+
+def method(event: dict) -> str:
+    return ((event.get("requestContext") or {}).get("http") or {}).get("method", "GET").upper()
+
+
+def path_param(event: dict, name: str) -> str:
+    return (event.get("pathParameters") or {}).get(name, "")
+
+
+def query(event: dict, name: str, default: str = "") -> str:
+    return (event.get("queryStringParameters") or {}).get(name, default)
+
+
+def body_bytes(event: dict) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+
+
+def form(event: dict) -> dict[str, str]:
+    """A urlencoded form or a JSON object body, as one flat dict of strings."""
+    raw = body_bytes(event)
+    if header(event, "content-type").startswith("application/json"):
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def cookies(event: dict) -> dict[str, str]:
+    out = {}
+    for cookie in event.get("cookies") or []:
+        name, _, value = cookie.partition("=")
+        out[name.strip()] = value.strip()
+    return out
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def json_response(status: int, body: Any, headers: dict | None = None, cookies: list[str] | None = None) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json", **SECURITY_HEADERS,
+                                              **(headers or {})},
+            "body": json.dumps(body, default=str), "cookies": cookies or []}
+
+
+def html_response(status: int, page: str, headers: dict | None = None, cookies: list[str] | None = None) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS,
+                                              **(headers or {})},
+            "body": page, "cookies": cookies or []}
+
+
+def redirect(location: str, cookies: list[str] | None = None) -> dict:
+    return {"statusCode": 303, "headers": {"Location": location, **SECURITY_HEADERS}, "body": "",
+            "cookies": cookies or []}
+
+
+def error(event: dict, status: int, message: str) -> dict:
+    if wants_json(event):
+        return json_response(status, {"error": message, "status": status})
+    return html_response(status, f"<!doctype html><title>{status}</title><h1>{status}</h1>"
+                                 f"<p>{html.escape(message)}</p>")
