@@ -29,6 +29,10 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
     if action == "limits":
         with store.transaction() as conn:
             return members.set_limits(conn, context, event.get("did", ""), event.get("hourly"), event.get("daily"))
+    if action == "label":
+        with store.transaction() as conn:
+            return members.set_label(conn, context, event.get("did", ""), str(event.get("label") or ""),
+                                     add=not event.get("remove"), actor=actor, reason=str(event.get("reason") or ""))
     if action == "show":
         return members.member_view(store.connection(), normalize_did(event.get("did", "")), context.settings)
     if action == "list":

@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from functions import dkim_keys, events
+from functions import dkim_keys, events, labels
 from functions.api_keys import hash_api_key, new_api_key
 from functions.identifiers import normalize_did, normalize_domain
 from runtime.context import LambdaContext
@@ -71,6 +71,7 @@ def _member_row(conn: sqlite3.Connection, did: str) -> sqlite3.Row:
 def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, Any]:
     """A member as operators see it: no private keys, no hashes."""
     row = _member_row(conn, did)
+    member_labels = labels.details(conn, did)
     domains = conn.execute(
         "SELECT domain, dkim_selector, dkim_rsa_pubkey, dkim_ed_pubkey, created_at, rotated_at"
         " FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()
@@ -85,6 +86,7 @@ def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, 
             "daily": row["daily_limit"] if row["daily_limit"] is not None else settings.limits.daily,
             "custom": row["hourly_limit"] is not None or row["daily_limit"] is not None,
         },
+        "labels": [entry["val"] for entry in member_labels],
         "createdAt": row["created_at"],
         "approvedAt": row["approved_at"],
         "suspendedAt": row["suspended_at"],
@@ -215,6 +217,22 @@ def set_limits(conn: sqlite3.Connection, context: LambdaContext, did: str, hourl
             raise MemberError("limits cannot be negative")
     conn.execute("UPDATE members SET hourly_limit = ?, daily_limit = ?, updated_at = ? WHERE did = ?",
                  (hourly, daily, context.clock.now(), did))
+    return member_view(conn, did, context.settings)
+
+
+def set_label(conn: sqlite3.Connection, context: LambdaContext, did: str, label: str, add: bool,
+              actor: str = "", reason: str = "") -> dict[str, Any]:
+    """An operator's own label decision (Osprey's MANUALLY_ADDED / MANUALLY_REMOVED)."""
+    did = normalize_did(did)
+    _member_row(conn, did)
+    label = (label or "").strip()
+    if not label or len(label) > 128 or any(c.isspace() or c == "/" for c in label):
+        raise MemberError("a label is 1 to 128 characters without spaces or '/'")
+    if labels.apply(conn, did, label, add, f"operator:{actor or 'cli'}", reason or "set by operator",
+                    context.clock.now()):
+        events.emit(conn, context, "label_changed", {"sender_did": did, "label": label,
+                                                     "status": "added" if add else "removed",
+                                                     "source": f"operator:{actor or 'cli'}"})
     return member_view(conn, did, context.settings)
 
 

@@ -161,6 +161,10 @@ def cmd_member(args: argparse.Namespace) -> int:
         event.update(domain=args.domain)
     elif args.member_command == "limits":
         event.update(did=args.did, hourly=args.hourly, daily=args.daily)
+    elif args.member_command == "label":
+        if bool(args.add) == bool(args.remove):
+            raise CliError("give exactly one of --add LABEL or --remove LABEL", 2)
+        event.update(did=args.did, label=args.add or args.remove, remove=bool(args.remove), reason=args.reason or "")
     _print(_invoke(platform, "member", event))
     return 0
 
@@ -173,6 +177,27 @@ def cmd_queue(args: argparse.Namespace) -> int:
         " WHERE (? = '' OR state = ?) ORDER BY created_at DESC LIMIT ?", (args.state, args.state, args.limit))
     _print({"summary": platform.services.spool.summary(),
             "recipients": [dict(r) for r in rows]})
+    return 0
+
+
+def cmd_events_replay(args: argparse.Namespace) -> int:
+    """Feed a JSON-lines file of Osprey action envelopes to the `replay` function, in chunks."""
+    platform = _platform(args)
+    published, chunk = 0, []
+    with open(args.file) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                chunk.append(json.loads(line))
+            except ValueError as exc:
+                raise CliError(f"{args.file}:{number}: not JSON: {exc}", 2) from exc
+            if len(chunk) == 500:
+                published += _invoke(platform, "replay", {"actions": chunk})["published"]
+                chunk = []
+    if chunk:
+        published += _invoke(platform, "replay", {"actions": chunk})["published"]
+    _print({"published": published, "topic": "osprey.actions_input"})
     return 0
 
 
@@ -231,11 +256,22 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--status", choices=["pending", "active", "suspended"])
     a = msub.add_parser("dns", parents=[common], help="print the DNS records a member domain must publish")
     a.add_argument("domain")
+    a = msub.add_parser("label", parents=[common], help="add or remove a label by hand (e.g. highly_trusted)")
+    a.add_argument("did")
+    a.add_argument("--add")
+    a.add_argument("--remove")
+    a.add_argument("--reason")
     a = msub.add_parser("limits", parents=[common], help="set a member's own hourly/daily limits")
     a.add_argument("did")
     a.add_argument("--hourly", type=int)
     a.add_argument("--daily", type=int)
     m.set_defaults(func=cmd_member)
+
+    ev = sub.add_parser("events", parents=[common], help="the event stream")
+    evsub = ev.add_subparsers(dest="events_command", required=True)
+    r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
+    r.add_argument("file")
+    r.set_defaults(func=cmd_events_replay)
 
     s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
     s.add_argument("files", nargs="+", metavar="FILE")
