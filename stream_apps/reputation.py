@@ -31,7 +31,7 @@ def parse_time(value: str | float | int | None, default: float) -> float:
 
 def empty(did: str) -> dict[str, Any]:
     return {"did": did, "status": "unknown", "approved_at": None, "labels": [], "hours": {}, "days": {},
-            "seen": [], "last_event_at": None}
+            "seen": [], "first_event_at": None, "last_event_at": None}
 
 
 def _bump(state: dict, when: float, counter: str, amount: int = 1) -> None:
@@ -56,6 +56,7 @@ def apply(state: dict[str, Any], action_id: int, name: str, data: dict[str, Any]
     state = copy.deepcopy(state)
     state["seen"] = (state.get("seen", []) + [action_id])[-SEEN_KEPT:]
     state["last_event_at"] = max(when, state.get("last_event_at") or when)
+    state["first_event_at"] = min(when, state.get("first_event_at") or when)
     if name == "relay_attempt":
         _bump(state, when, "sends", max(1, len(data.get("recipients") or [])))
     elif name == "delivery_result":
@@ -122,7 +123,8 @@ def figures(state: dict[str, Any], now: float) -> dict[str, float]:
     f["complaint_rate_30d"] = f["complaints_30d"] / max(f["deliveries_30d"], 1.0)
     f["hard_bounce_rate_7d"] = f["hard_bounces_7d"] / max(f["sends_7d"], 1.0)
     f["bounce_rate_30d"] = (f["hard_bounces_30d"] + d("soft", 30)) / max(f["sends_30d"], 1.0)
-    active_hours = min(7 * 24.0, max(1.0, (now - approved) / 3600 if approved else 1.0))
+    since = min(t for t in (approved, state.get("first_event_at"), now) if t is not None)
+    active_hours = min(7 * 24.0, max(1.0, (now - since) / 3600))
     f["trailing_hourly_avg_7d"] = f["sends_7d"] / active_hours
     f["burst_ratio"] = f["sends_1h"] / max(f["trailing_hourly_avg_7d"], 1.0)
     return {k: round(v, 6) for k, v in f.items()}

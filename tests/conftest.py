@@ -69,3 +69,17 @@ def mail_relay(start_relay, dns_server, sink_mx):
 
     return start
 
+
+
+@pytest.fixture(params=["embedded"])
+def reputation(request, tmp_path):
+    """A relay (with a movable clock) on the deployment named by the parameter."""
+    from harness.clock import ClockFile
+    from harness.deployments import Deployment
+
+    clock = ClockFile(tmp_path / "clock-offset")
+    relay = Relay(tmp_path / "relay", env=clock.env, config={"limits": {"hourly": 100, "daily": 1000}})
+    deployment = Deployment(request.param, relay, clock)
+    relay.start()
+    yield deployment
+    deployment.stop()
