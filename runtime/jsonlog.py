@@ -67,7 +67,7 @@ class JsonLog:
             self.emit("debug", event, **fields)
 
 
-class _StdlibBridge(logging.Handler):
+class StdlibBridge(logging.Handler):
     def __init__(self, log: JsonLog) -> None:
         super().__init__()
         self._log = log
@@ -88,6 +88,6 @@ def install_stdlib_bridge(log: JsonLog, level: int = logging.WARNING) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_StdlibBridge(log))
+    root.addHandler(StdlibBridge(log))
     root.setLevel(level)
     logging.getLogger("mail.log").setLevel(logging.ERROR)

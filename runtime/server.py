@@ -57,8 +57,11 @@ class Relay:
         deployment = self.runtime.require()
         for spec in deployment.manifest.functions.values():
             if spec.triggers(StartupTrigger):
-                self.runtime.invoke(spec.name, {"trigger": "startup", "source": "atmos.runtime"},
-                                    deployment=deployment)
+                try:
+                    self.runtime.invoke(spec.name, {"trigger": "startup", "source": "atmos.runtime"},
+                                        deployment=deployment)
+                except Exception as exc:
+                    raise StartupFailed(f"startup function {spec.name}: {exc}") from exc
 
     def deploy(self) -> None:
         """SIGHUP: reload serverless.yml and the handlers; open sessions keep the old code."""
@@ -135,9 +138,17 @@ class Relay:
         return coros
 
 
+class StartupFailed(Exception):
+    pass
+
+
 def serve(platform: Platform) -> int:
     started = time.monotonic()
     relay = Relay(platform)
-    asyncio.run(relay.serve())
+    try:
+        asyncio.run(relay.serve())
+    except StartupFailed as exc:
+        platform.services.log.error("relay.startup_failed", error=str(exc))
+        return 2
     platform.services.log.info("relay.exit", uptime=round(time.monotonic() - started, 1))
     return 0
