@@ -10,6 +10,8 @@ config.json ($ATMOS_RELAY_CONFIG), the policy from its `rulesFile`.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 
 import faust
@@ -20,6 +22,7 @@ from runtime.settings import load_settings
 from stream_apps import rules
 
 settings = load_settings()
+WORKER_ID = f"faust:{socket.gethostname()}:{os.getpid()}"
 policy.load(settings.rulesFile)  # a bad policy stops the worker before it joins the group
 _kafka = settings.kafka
 
@@ -62,4 +65,5 @@ async def evaluate(stream) -> None:
             continue
         reputation[did] = state
         if result is not None:
+            result["ProcessedBy"] = WORKER_ID
             await results.send(key=did.encode(), value=json.dumps(result, separators=(",", ":")).encode())

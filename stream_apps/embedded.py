@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 from functions import policy
@@ -58,6 +59,7 @@ class EmbeddedReputation:
                      " ON CONFLICT (did) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
                      (did, json.dumps(state, separators=(",", ":")), time.time()))
         if result is not None:
+            result["ProcessedBy"] = f"embedded:{os.getpid()}"
             self.bus.publish(conn, RESULTS_TOPIC, did, result)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -71,15 +71,36 @@ def mail_relay(start_relay, dns_server, sink_mx):
 
 
 
-@pytest.fixture(params=["embedded"])
-def reputation(request, tmp_path):
-    """A relay (with a movable clock) on the deployment named by the parameter."""
+@pytest.fixture(scope="module", params=["embedded", "kafka"])
+def reputation(request, tmp_path_factory):
+    """A relay (with a movable clock) on the deployment named by the parameter, shared by a module's tests.
+
+    kafka: a tansu broker, the relay publishing its outbox there, and two Faust workers sharing the
+    partitions of the reputation app.
+    """
     from harness.clock import ClockFile
     from harness.deployments import Deployment
+    from harness.kafka import Tansu
+    from harness.worker import Worker
 
-    clock = ClockFile(tmp_path / "clock-offset")
-    relay = Relay(tmp_path / "relay", env=clock.env, config={"limits": {"hourly": 100, "daily": 1000}})
-    deployment = Deployment(request.param, relay, clock)
+    tmp = tmp_path_factory.mktemp(f"reputation-{request.param}")
+    clock = ClockFile(tmp / "clock-offset")
+    config: dict = {"limits": {"hourly": 100, "daily": 1000}}
+    extras: list = []
+    produce = None
+    if request.param == "kafka":
+        broker = Tansu(tmp / "tansu").start()
+        extras.append(broker)
+        config["kafka"] = {"bootstrapServers": [broker.bootstrap], "partitions": 4}
+        produce = broker.produce
+    relay = Relay(tmp / "relay", env=clock.env, config=config)
+    deployment = Deployment(request.param, relay, clock, extras, produce)
     relay.start()
+    if request.param == "kafka":
+        workers = [Worker(relay.config_path, tmp / f"worker{i}", relay.env).start() for i in range(2)]
+        extras.extend(workers)
+        for worker in workers:
+            worker.wait_ready()
+        deployment.workers = workers
     yield deployment
     deployment.stop()

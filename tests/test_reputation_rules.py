@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import smtplib
 import sqlite3
 import time
@@ -18,16 +19,22 @@ import pytest
 from harness.actions import action, history, write_jsonl
 from harness.smtp import message, session
 
-DID = "did:plc:reputationreputationrepu"
-DOMAIN = "rep.example"
 DAY = 86400
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 
-def relay_events(relay, action_name: str | None = None) -> list[dict]:
+@pytest.fixture
+def ids() -> tuple[str, str]:
+    """A fresh member for each test: the deployment is shared by the module."""
+    did = "did:plc:" + "".join(random.choice(_BASE32) for _ in range(24))
+    return did, f"{did[-8:]}.rep.example"
+
+
+def relay_events(relay, did: str, action_name: str | None = None) -> list[dict]:
     db = sqlite3.connect(relay.state / "relay.sqlite")
     db.row_factory = sqlite3.Row
     rows = db.execute("SELECT * FROM relay_events WHERE sender_did = ? AND (? IS NULL OR action_name = ?)"
-                      " ORDER BY id", (DID, action_name, action_name)).fetchall()
+                      " ORDER BY id", (did, action_name, action_name)).fetchall()
     db.close()
     return [dict(r) for r in rows]
 
@@ -48,14 +55,15 @@ def replay(relay, tmp_path, actions: list[dict], name: str = "history.jsonl") ->
 
 
 def send(relay, member, count: int) -> list[int]:
+    domain = member["domain"]
     s = session(relay, "submission")
-    s.login(DOMAIN, member["apiKey"])
+    s.login(domain, member["apiKey"])
     codes = []
     for n in range(count):
-        s.mail(f"app@{DOMAIN}")
+        s.mail(f"app@{domain}")
         code, _ = s.rcpt(f"live{n}-{time.monotonic_ns()}@recipient.test")
         if code == 250:
-            code, _ = s.data(message(f"app@{DOMAIN}", "x@recipient.test"))
+            code, _ = s.data(message(f"app@{domain}", "x@recipient.test"))
         else:
             s.rset()
         codes.append(code)
@@ -63,21 +71,23 @@ def send(relay, member, count: int) -> list[int]:
     return codes
 
 
-def test_every_event_comes_back_as_an_execution_result(reputation, tmp_path):
+def test_every_event_comes_back_as_an_execution_result(reputation, tmp_path, ids):
+    DID, DOMAIN = ids
     relay = reputation.relay
     member = relay.enroll(DID, DOMAIN)
     assert send(relay, member, 2) == [250, 250]
-    names = wait_until(lambda: {e["action_name"] for e in relay_events(relay)} >= {
-        "member_enrolled", "member_approved", "relay_attempt"} and {e["action_name"] for e in relay_events(relay)},
+    names = wait_until(lambda: {e["action_name"] for e in relay_events(relay, DID)} >= {
+        "member_enrolled", "member_approved", "relay_attempt"} and {e["action_name"] for e in relay_events(relay, DID)},
         what="results for enrol, approve and sends")
     assert "relay_attempt" in names
-    raw = json.loads(relay_events(relay, "relay_attempt")[0]["raw"])
+    raw = json.loads(relay_events(relay, DID, "relay_attempt")[0]["raw"])
     assert raw["__action_id"] and raw["__timestamp"].endswith("+00:00")
     assert raw["__verdicts"] == [] and raw["__entity_label_mutations"] == []
     assert raw["SenderDid"] == DID and raw["Figures"]["sends_1h"] >= 1
 
 
-def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, tmp_path):
+def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, tmp_path, ids):
+    DID, DOMAIN = ids
     relay = reputation.relay
     member = relay.enroll(DID, DOMAIN)
     now = reputation.clock.now()
@@ -85,18 +95,18 @@ def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, 
     complaints = [action("complaint_received", DID, now - 60 + i, recipient=f"h{i}@recipient.test",
                          feedback_type="abuse") for i in range(2)]
     replay(relay, tmp_path, complaints, "complaints.jsonl")
-    suspended = wait_until(lambda: relay_events(relay, "member_suspended"), what="member_suspended")
+    suspended = wait_until(lambda: relay_events(relay, DID, "member_suspended"), what="member_suspended")
 
     # Runbook: "Investigate what rule suspended them"
     db = sqlite3.connect(relay.state / "relay.sqlite")
-    verdicts, raw = db.execute(
+    _, raw = db.execute(
         "SELECT verdicts, raw FROM relay_events WHERE sender_did = ? AND action_name = 'member_suspended'"
         " ORDER BY id DESC LIMIT 1", (DID,)).fetchone()
     explained = json.loads(raw)["ActionData"]
     assert explained["rule"] == "suspend_complaint_rate" and explained["actor"] == "rules"
     assert explained["figures"]["complaint_rate_7d"] >= 0.005 and explained["figures"]["sends_7d"] >= 200
     assert "complaint_rate_7d" in explained["reason"]
-    trigger = [e for e in relay_events(relay, "complaint_received") if "suspend_member" in e["verdicts"]]
+    trigger = [e for e in relay_events(relay, DID, "complaint_received") if "suspend_member" in e["verdicts"]]
     assert trigger and json.loads(trigger[0]["raw"])["RulesFired"] == ["suspend_complaint_rate"]
     assert suspended
 
@@ -107,25 +117,27 @@ def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, 
     assert err.value.smtp_error == b"5.7.8 account suspended"
 
 
-def test_a_member_who_bursts_is_put_on_burst_warming(reputation, tmp_path):
+def test_a_member_who_bursts_is_put_on_burst_warming(reputation, tmp_path, ids):
+    DID, DOMAIN = ids
     relay = reputation.relay
     member = relay.enroll(DID, DOMAIN)
     relay.cli_json("member", "label", DID, "--add", "highly_trusted")
     relay.cli_json("member", "limits", DID, "--hourly", "20", "--daily", "1000")
     now = reputation.clock.now()
     replay(relay, tmp_path, history(DID, now - 7 * DAY, now - 3600, 7 * 24))
-    wait_until(lambda: len(relay_events(relay, "relay_attempt")) >= 7 * 24, what="history counted")
+    wait_until(lambda: len(relay_events(relay, DID, "relay_attempt")) >= 7 * 24, what="history counted")
     codes = send(relay, member, 12)
     assert codes[:10] == [250] * 10
     wait_until(lambda: "burst_warming" in relay.cli_json("member", "show", DID)["labels"], what="burst_warming")
-    burst = [e for e in relay_events(relay, "relay_attempt") if "burst" in json.loads(e["verdicts"])]
+    burst = [e for e in relay_events(relay, DID, "relay_attempt") if "burst" in json.loads(e["verdicts"])]
     assert json.loads(burst[0]["label_mutations"]) == ["MemberDid/burst_warming/0"]
     figures = json.loads(burst[0]["raw"])["RuleFigures"]["burst_detected"]
     assert figures["burst_ratio"] > 5 and figures["sends_1h"] >= 10
     assert send(relay, member, 1) == [451]  # 10 or more sent this hour, cap 20 halved to 10
 
 
-def test_a_member_earns_highly_trusted(reputation, tmp_path):
+def test_a_member_earns_highly_trusted(reputation, tmp_path, ids):
+    DID, DOMAIN = ids
     relay = reputation.relay
     relay.enroll(DID, DOMAIN)
     reputation.clock.advance(31 * DAY)
@@ -133,25 +145,26 @@ def test_a_member_earns_highly_trusted(reputation, tmp_path):
     replay(relay, tmp_path, history(DID, now - 29 * DAY, now - 600, 1100))
     wait_until(lambda: "highly_trusted" in relay.cli_json("member", "show", DID)["labels"], timeout=120,
                what="highly_trusted")
-    earned = [e for e in relay_events(relay, "delivery_result") if "trusted" in json.loads(e["verdicts"])]
+    earned = [e for e in relay_events(relay, DID, "delivery_result") if "trusted" in json.loads(e["verdicts"])]
     raw = json.loads(earned[0]["raw"])
     assert raw["__entity_label_mutations"] == ["MemberDid/highly_trusted/0"]
     assert raw["RuleFigures"]["earn_highly_trusted"]["deliveries_30d"] >= 1000
     assert raw["RuleFigures"]["earn_highly_trusted"]["days_active"] >= 30
 
 
-def test_results_from_another_producer_are_applied_once(reputation, tmp_path):
+def test_results_from_another_producer_are_applied_once(reputation, ids):
     """An Osprey deployment's verdict (numeric label status, no ActionData) labels the member, once."""
+    DID, DOMAIN = ids
     relay = reputation.relay
     relay.enroll(DID, DOMAIN)
-    result = {"__action_id": 4242424242, "__timestamp": "2026-11-24T10:00:00+00:00", "__error_count": 0,
+    result = {"__action_id": random.randrange(1 << 40), "__timestamp": "2026-11-24T10:00:00+00:00", "__error_count": 0,
               "__verdicts": [], "__entity_label_mutations": ["MemberDid/clean-sender/0"],
               "ActionName": "delivery_result", "SenderDid": DID}
     reputation.publish_result(result)
     reputation.publish_result(result)
     wait_until(lambda: "clean-sender" in relay.cli_json("member", "show", DID)["labels"], what="label")
     time.sleep(1)
-    assert len([e for e in relay_events(relay) if e["action_id"] == 4242424242]) == 1
+    assert len([e for e in relay_events(relay, DID) if e["action_id"] == result["__action_id"]]) == 1
 
 
 def test_rules_live_in_a_file_and_a_bad_one_stops_the_relay(start_relay, tmp_path):
@@ -163,15 +176,16 @@ def test_rules_live_in_a_file_and_a_bad_one_stops_the_relay(start_relay, tmp_pat
     assert any("invalid policy" in line and "name" in line for line in relay.raw), relay.raw[-5:]
 
 
-def test_apply_results_event_shape_matches_lambda_kafka(reputation):
+def test_apply_results_event_shape_matches_lambda_kafka(reputation, ids):
     """The function sees a Lambda Kafka event source batch, whichever deployment feeds it."""
+    DID, DOMAIN = ids
     relay = reputation.relay
     relay.enroll(DID, DOMAIN)
     payload = {"eventSource": "aws:kafka", "records": {"osprey.execution_results-0": [{
         "topic": "osprey.execution_results", "partition": 0, "offset": 1, "timestamp": 0,
         "key": base64.b64encode(DID.encode()).decode(),
         "value": base64.b64encode(json.dumps({
-            "__action_id": 777, "__timestamp": "2026-11-24T10:00:00+00:00", "__verdicts": ["suspend_member"],
+            "__action_id": random.randrange(1 << 40), "__timestamp": "2026-11-24T10:00:00+00:00", "__verdicts": ["suspend_member"],
             "__entity_label_mutations": [], "SenderDid": DID, "ActionName": "complaint_received",
             "RulesFired": ["manual"], "RuleFigures": {"manual": {"complaints_7d": 9}}}).encode()).decode()}]}}
     out = json.loads(relay.cli("invoke", "apply-results", "--payload", json.dumps(payload)).stdout)

@@ -34,3 +34,13 @@ def history(did: str, start: float, end: float, sends: int, delivered_share: flo
 def write_jsonl(path: Path, actions: list[dict]) -> Path:
     path.write_text("".join(json.dumps(a) + "\n" for a in actions))
     return path
+
+
+def plc_did(n: int, prefix: str = "member") -> str:
+    """A well-formed did:plc for test member number n (24 chars of a-z and 2-7)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    digits = ""
+    for _ in range(6):
+        digits = alphabet[n % 32] + digits
+        n //= 32
+    return "did:plc:" + (prefix * 4)[:18] + digits

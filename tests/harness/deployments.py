@@ -17,6 +17,7 @@ class Deployment:
     clock: ClockFile
     extras: list = field(default_factory=list)
     produce: Callable[[str, str, dict], None] | None = None
+    workers: list = field(default_factory=list)
 
     def publish_result(self, result: dict) -> None:
         """An execution result as another producer (an Osprey deployment) would emit it."""

@@ -1,0 +1,90 @@
+"""Scale-out: the relay on Kafka (tansu), Faust workers sharing the partitions, a killed worker losing nothing."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from harness.actions import action, plc_did, write_jsonl
+from harness.kafka import Tansu
+from harness.relay import Relay
+from harness.worker import Worker
+
+MEMBERS = [plc_did(n, "kafka") for n in range(20)]
+
+
+@pytest.fixture
+def kafka_relay(tmp_path):
+    broker = Tansu(tmp_path / "tansu").start()
+    relay = Relay(tmp_path / "relay", config={"kafka": {"bootstrapServers": [broker.bootstrap], "partitions": 4}})
+    relay.start()
+    yield relay, broker
+    relay.stop()
+    broker.stop()
+
+
+def results(relay) -> list[dict]:
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    rows = [json.loads(r) for (r,) in db.execute("SELECT raw FROM relay_events ORDER BY id")]
+    db.close()
+    return rows
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_workers_share_the_partitions_and_a_killed_one_loses_nothing(kafka_relay, tmp_path):
+    relay, _ = kafka_relay
+    workers = [Worker(relay.config_path, tmp_path / f"w{i}", relay.env).start() for i in range(2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        now = time.time()
+        first = [action("relay_attempt", did, now - 600 + i, recipients=[f"a{i}@recipient.test"],
+                        message_id=f"<a{i}>") for i in range(10) for did in MEMBERS]
+        relay.cli_json("events", "replay", str(write_jsonl(tmp_path / "first.jsonl", first)))
+        wait_for(lambda: len(results(relay)) >= len(first), what="first batch of results")
+        processed_by = {r["ProcessedBy"] for r in results(relay)}
+        assert len(processed_by) == 2, processed_by
+
+        second = [action("relay_attempt", did, now - 300 + i, recipients=[f"b{i}@recipient.test"],
+                         message_id=f"<b{i}>") for i in range(10) for did in MEMBERS]
+        relay.cli_json("events", "replay", str(write_jsonl(tmp_path / "second.jsonl", second)))
+        wait_for(lambda: len(results(relay)) >= len(first) + 20, what="some of the second batch")
+        workers[0].kill()
+        wait_for(lambda: len(results(relay)) >= len(first) + len(second), timeout=180,
+                 what="every action of the second batch, after the kill")
+
+        ids = [r["__action_id"] for r in results(relay)]
+        assert len(ids) == len(set(ids)) == len(first) + len(second)
+        last = {}
+        for r in results(relay):
+            last[r["SenderDid"]] = r
+        for did in MEMBERS:
+            assert last[did]["Figures"]["sends_1h"] == pytest.approx(20, abs=0.01), did
+        survivor = workers[1].proc.pid
+        assert any(r["ProcessedBy"].endswith(f":{survivor}") for r in results(relay)[len(first):])
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_a_worker_refuses_a_bad_policy(kafka_relay, tmp_path):
+    relay, broker = kafka_relay
+    bad = tmp_path / "bad-policy.yml"
+    bad.write_text("warming:\n  tiers: [{name: x}]\n")
+    config = tmp_path / "worker-config.json"
+    config.write_text(json.dumps({**relay.config, "rulesFile": str(bad)}))
+    worker = Worker(config, tmp_path / "bad-worker", relay.env).start()
+    assert worker.proc.wait(60) == 2
+    failed = [line for line in worker.lines if line.get("event") == "worker.startup_failed"]
+    assert failed and "invalid policy" in failed[0]["error"] and "tiers" in failed[0]["error"]
