@@ -92,15 +92,22 @@ class EventBus:
             "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND id > ?", (topic, self.committed(group, topic)))
         return int(row["n"]) if row else 0
 
-    def prune(self, older_than: float, keep_after: dict[str, int]) -> int:
-        """Drop records every group has read and that are older than `older_than`."""
+    def prune(self, older_than: float) -> int:
+        """Drop records older than `older_than` that every consumer group of their topic has read.
+
+        A topic nobody has ever consumed is kept (its reader may not have started yet).
+        """
         removed = 0
         with self.store.transaction() as conn:
-            for topic, offset in keep_after.items():
-                cur = conn.execute(
-                    "DELETE FROM outbox WHERE topic = ? AND id <= ? AND created_at < ?",
-                    (topic, offset, older_than))
-                removed += cur.rowcount
+            topics = [r["topic"] for r in conn.execute("SELECT DISTINCT topic FROM outbox")]
+            for topic in topics:
+                row = conn.execute(
+                    "SELECT MIN(committed) AS low, COUNT(*) AS groups FROM consumer_offsets"
+                    " WHERE topic IN (?, '*')", (topic,)).fetchone()
+                if not row["groups"]:
+                    continue
+                removed += conn.execute("DELETE FROM outbox WHERE topic = ? AND id <= ? AND created_at < ?",
+                                        (topic, row["low"], older_than)).rowcount
         return removed
 
 
