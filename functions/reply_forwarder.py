@@ -1,0 +1,86 @@
+"""The reply-forwarder: inbound mail re-sent to an inbox (operatorForwardTo, or a member's forward address).
+
+The original From: and Subject: stay as they were, so the inbox shows the
+provider who wrote (runbook section 6). What we checked on arrival is
+recorded in an Authentication-Results header and sealed with ARC (RFC 8617,
+RSA as the standard requires) so the inbox can trust it although SPF no
+longer aligns; the message is DKIM-signed with the operator's keys and goes
+out through the spool like relayed mail, with retries.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+import dkim
+import dkim.util
+import dns.exception
+import dns.resolver
+
+from functions import message_headers, operator_keys
+from functions.dkim_signer import MessageSigner
+from functions.identifiers import address_domain
+from runtime.context import LambdaContext
+from runtime.spool import new_queue_id
+
+
+def _dnsfunc(resolver: dns.resolver.Resolver):
+    def txt(name: bytes | str, timeout: int = 5) -> bytes:
+        name = name.decode() if isinstance(name, bytes) else name
+        try:
+            answer = resolver.resolve(name, "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers, dns.exception.Timeout):
+            return b""
+        return b"".join(answer[0].strings) if len(answer) else b""
+    return txt
+
+
+def authentication_results(message: bytes, authserv_id: str, resolver: dns.resolver.Resolver) -> str:
+    """RFC 8601 results for the DKIM signatures the message arrived with (the only method we evaluate)."""
+    verifier = dkim.DKIM(message)
+    found = [v for k, v in verifier.headers if k.lower() == b"dkim-signature"]
+    results = []
+    for index in range(len(found)):
+        try:
+            ok = verifier.verify(idx=index, dnsfunc=_dnsfunc(resolver))
+        except Exception:
+            ok = False
+        tags = dkim.util.parse_tag_value(found[index].replace(b"\r\n", b"").replace(b"\n", b"")) if found else {}
+        d, s = tags.get(b"d", b"").decode(), tags.get(b"s", b"").decode()
+        results.append(f"dkim={'pass' if ok else 'fail'} header.d={d} header.s={s}")
+    body = "; ".join(results) if results else "dkim=none"
+    return f"Authentication-Results: {authserv_id}; {body}; arc=none\r\n"
+
+
+def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer: str = "",
+            helo: str = "") -> str:
+    """Seal, sign and spool `original` for `to`; returns the queue id."""
+    settings = context.settings
+    hostname, operator_domain = settings.hostname, settings.operatorDomain
+    now = context.clock.now()
+    queue_id = new_queue_id()
+    fields, body = message_headers.split(original)
+    flat = b"".join(fields) + b"\r\n" + body
+    sealed_input = authentication_results(flat, hostname, context.resolver()).encode() + flat
+    keys = operator_keys.signing_keys(settings.stateDir, now)
+    rsa_key = next(k for k in keys if k.algorithm == "rsa")
+    arc = dkim.arc_sign(sealed_input, rsa_key.selector.encode(), operator_domain.encode(),
+                        rsa_key.private_pem.encode(), hostname.encode(),
+                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    date = format_datetime(datetime.fromtimestamp(now, timezone.utc))
+    trace = (f"Received: from {helo or 'unknown'} ([{peer or 'unknown'}])\r\n\tby {hostname} (Atmosphere Mail)"
+             f" with ESMTP id {queue_id}\r\n\tfor <{to}>; {date}\r\n").encode()
+    prepared = trace + f"X-Atmos-Forwarded: {reason}\r\n".encode() + b"".join(arc) + sealed_input
+    signer = MessageSigner(prepared)
+    signatures = [signer.sign(operator_domain, key.selector, key.private_pem) for key in keys]
+    message = b"".join(s.header for s in signatures) + prepared
+    envelope = {"did": "", "member_domain": "", "message_id": "", "mail_from": "", "rcpt_tos": [to],
+                "received_at": now, "forwarded": reason}
+    context.spool.put(envelope, message, queue_id)
+    try:
+        with context.store.transaction() as tx:
+            context.spool.register(tx, queue_id, [(to, address_domain(to))], now)
+    except BaseException:
+        context.spool.discard(queue_id)
+        raise
+    return queue_id
