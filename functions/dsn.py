@@ -15,6 +15,7 @@ from email.message import Message
 from email.parser import HeaderParser
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_CODE = re.compile(r"\b([245])\d\d\b")
 
 
 @dataclass
@@ -72,8 +73,18 @@ def _returned(message: Message) -> Message | None:
 
 
 def status_of(text: str) -> str:
+    """The enhanced status in `text`; failing that, the class of a bare reply code (553 → 5.0.0)."""
     match = _STATUS.search(text or "")
-    return ".".join(match.groups()) if match else ""
+    if match:
+        return ".".join(match.groups())
+    code = _CODE.search(text or "")
+    return f"{code.group(1)}.0.0" if code else ""
+
+
+def _action(value: str) -> str:
+    """RFC 3464 actions, read leniently: "failure", "failed (Bad destination mailbox)" → failed."""
+    word = (value or "").strip().lower().split(" ", 1)[0].rstrip(";,")
+    return {"failure": "failed", "fail": "failed", "delay": "delayed"}.get(word, word)
 
 
 def parse(message: Message) -> DeliveryReport | None:
@@ -103,7 +114,7 @@ def parse(message: Message) -> DeliveryReport | None:
         status = status_of(block.get("Status", "")) or status_of(diagnostic)
         report.recipients.append(RecipientStatus(
             final_recipient=_address(final),
-            action=(block.get("Action") or "").strip().lower(),
+            action=_action(block.get("Action") or ""),
             status=status,
             diagnostic_code=diagnostic,
             remote_mta=_value(block.get("Remote-MTA", "")),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import Message
 
 from flufl.bounce import all_failures
@@ -61,11 +63,19 @@ def _text(message: Message) -> str:
     return "\n".join(parts)
 
 
+def _header(message: Message, name: str) -> str:
+    try:
+        return str(make_header(decode_header(message.get(name) or "")))
+    except (UnicodeError, LookupError, HeaderParseError):
+        return str(message.get(name) or "")
+
+
 def _looks_like_bounce(message: Message, targets: list[InboundAddress]) -> bool:
-    if any(t.kind == "bounce" for t in targets):
+    """Sent to a bounce address, or (for mail to other addresses) shaped like a bounce."""
+    if not targets or any(t.kind == "bounce" for t in targets):
         return True
-    return bool(_BOUNCE_SENDER.search(message.get("From") or "") or
-                _BOUNCE_SUBJECT.search(message.get("Subject") or "") or
+    return bool(_BOUNCE_SENDER.search(_header(message, "From")) or
+                _BOUNCE_SUBJECT.search(_header(message, "Subject")) or
                 (message.get("Return-Path") or "").strip() in ("<>", ""))
 
 
@@ -100,7 +110,7 @@ def _delivery_report(conn, report: dsn.DeliveryReport, targets, operator_domain)
                                   rcpt.diagnostic_code)
         kind = verdict.kind if rcpt.action == "failed" else "soft"
         reason = verdict.reason if rcpt.action == "failed" else "delayed"
-        address = rcpt.final_recipient
+        address = rcpt.original_recipient or rcpt.final_recipient
         if attribution and attribution.how == "verp" and attribution.recipient and len(report.recipients) == 1:
             address = attribution.recipient
         recipients.append(RecipientOutcome(address, kind, verdict.status, reason, rcpt.action, rcpt.diagnostic_code))
@@ -149,7 +159,9 @@ def classify(conn: sqlite3.Connection, message: Message, targets: list[InboundAd
         return _complaint(conn, report, targets, operator_domain)
     delivery = dsn.parse(message)
     if delivery is not None:
-        return _delivery_report(conn, delivery, targets, operator_domain)
+        verdict = _delivery_report(conn, delivery, targets, operator_domain)
+        if verdict.classification == "bounce" or delivery.recipients:
+            return verdict
     if _looks_like_bounce(message, targets):
         detected = _detected_bounce(conn, message, targets, operator_domain)
         if detected is not None:

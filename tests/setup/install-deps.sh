@@ -33,3 +33,13 @@ done
 if [ ! -d tests/verifier/node_modules/mailauth ]; then
   (cd tests/verifier && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
 fi
+
+# Real-world bounces: flufl.bounce's test corpus ships only in its sdist.
+corpus=tests/.cache/flufl_bounce
+if [ ! -d "$corpus/tests/data" ]; then
+  mkdir -p tests/.cache
+  tmp=$(mktemp -d)
+  .venv/bin/pip download --quiet --no-deps --no-binary :all: "flufl.bounce==6.0.0" -d "$tmp" 2>/dev/null
+  mkdir -p "$corpus" && tar xzf "$tmp"/flufl_bounce-*.tar.gz -C "$corpus" --strip-components=1
+  rm -rf "$tmp"
+fi
