@@ -21,10 +21,19 @@ def mail_dkim(message: bytes, dns_port: int) -> list[dict]:
     return _run(["perl", str(HERE / "verify_dkim.pl"), str(dns_port)], message)
 
 
-def mailauth(message: bytes, dns_port: int) -> list[dict]:
-    """Node's mailauth: RSA and Ed25519."""
+def _mailauth(message: bytes, dns_port: int) -> list[dict]:
     node = shutil.which("node") or "node"
     return _run([node, str(HERE / "verify_dkim.js"), str(dns_port)], message)
+
+
+def mailauth(message: bytes, dns_port: int) -> list[dict]:
+    """Node's mailauth: RSA and Ed25519 DKIM signatures."""
+    return [r for r in _mailauth(message, dns_port) if "domain" in r]
+
+
+def mailauth_arc(message: bytes, dns_port: int) -> dict | None:
+    """Node's mailauth: the ARC chain's validation ({"arc": "pass"|"fail"|..., "i": n}), None without ARC."""
+    return next((r for r in _mailauth(message, dns_port) if "arc" in r), None)
 
 
 def by_key(results: list[dict]) -> dict[tuple[str, str], str]:
