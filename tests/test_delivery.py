@@ -164,7 +164,8 @@ def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_m
     time.sleep(1.5)
     assert len(relay.logs("delivery.result")) == 1
     db = sqlite3.connect(relay.state / "relay.sqlite")
-    events = [json.loads(v) for (v,) in db.execute("SELECT value FROM outbox ORDER BY id")]
+    events = [json.loads(v) for (v,) in db.execute(
+        "SELECT value FROM outbox WHERE topic = 'osprey.actions_input' ORDER BY id")]
     bounce = next(e["data"] for e in events if e["data"]["action_name"] == "bounce_received")
     assert bounce["data"]["kind"] == "hard" and bounce["data"]["status"] == "5.1.1"
     assert bounce["data"]["reason"] == "mailbox unknown"

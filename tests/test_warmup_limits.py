@@ -56,7 +56,8 @@ def test_a_new_member_gets_five_an_hour(warm_relay):
     assert replies[5] == "451 4.7.1 hourly sending limit reached (5/5, tier warming); try again later"
     db = sqlite3.connect(warm_relay.state / "relay.sqlite")
     rejected = [json.loads(v)["data"] for (v,) in db.execute(
-        "SELECT value FROM outbox WHERE value LIKE '%relay_rejected%'")]
+        "SELECT value FROM outbox WHERE topic = 'osprey.actions_input'"
+        " AND value LIKE '%relay_rejected%' ORDER BY id")]
     assert rejected[-1]["data"]["reject_reason"] == "rate_limited"
     assert rejected[-1]["data"]["recipient"].startswith("user")
 
