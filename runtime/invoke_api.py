@@ -1,19 +1,22 @@
-"""AWS Lambda's Invoke and ListFunctions APIs, so boto3's lambda client drives our functions.
+"""AWS Lambda's Invoke, ListFunctions and GetFunction APIs, so boto3's lambda client drives our functions.
 
 `boto3.client("lambda", endpoint_url="http://relay:8080")` lists functions
 and invokes them (RequestResponse, Event, DryRun); requests must carry a
 SigV4 signature made with `invoke.accessKeyId` / `invoke.secretAccessKey`.
+Each invocation is logged (`invoke_api.invoke`), each refusal too
+(`invoke_api.denied`). Only `$LATEST` exists: no versions or aliases.
 """
 from __future__ import annotations
 
 import base64
 import json
 import traceback
+import uuid
 from typing import Any
 
 from flask import Flask, Response, request
 
-from runtime.errors import FunctionNotFound, FunctionTimeout, RelayError
+from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
 from runtime.settings import Settings
@@ -29,21 +32,38 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _function_name(raw: str) -> tuple[str, str | None]:
-    """`name`, `name:qualifier` or a full ARN, as Lambda accepts."""
-    if raw.startswith("arn:"):
-        parts = raw.split(":")
-        name = parts[6] if len(parts) > 6 else ""
-        qualifier = parts[7] if len(parts) > 7 else None
-        return name, qualifier
-    name, _, qualifier = raw.partition(":")
-    return name, qualifier or None
+    """`name`, `name:qualifier`, a partial ARN (`account:function:name`) or a full ARN, as Lambda accepts."""
+    parts = raw.split(":")
+    if "function" in parts[:-1] and (raw.startswith("arn:") or len(parts) >= 3):
+        at = parts.index("function")
+        parts = parts[at + 1:]
+    name = parts[0]
+    qualifier = parts[1] if len(parts) > 1 and parts[1] else None
+    return name, qualifier
+
+
+def _arn(region: str, name: str, qualifier: str | None = None) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}" + (f":{qualifier}" if qualifier else "")
+
+
+def _lookup(deployment: Deployment, raw_name: str, region: str) -> tuple[str, Response | None]:
+    """The function's name, or Lambda's ResourceNotFoundException for an unknown name or version.
+
+    Only `$LATEST` exists here (no published versions or aliases), so any other
+    qualifier is unknown rather than silently running the latest code.
+    """
+    name, qualifier = _function_name(raw_name.rstrip("/"))
+    qualifier = request.args.get("Qualifier") or qualifier
+    if name not in deployment.manifest.functions or qualifier not in (None, "$LATEST"):
+        return name, _error(404, "ResourceNotFoundException", f"Function not found: {_arn(region, name, qualifier)}")
+    return name, None
 
 
 def _configuration(deployment: Deployment, name: str, region: str) -> dict[str, Any]:
     spec = deployment.spec(name)
     return {
         "FunctionName": spec.name,
-        "FunctionArn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{spec.name}",
+        "FunctionArn": _arn(region, spec.name),
         "Runtime": "python3.11",
         "Role": f"arn:aws:iam::{ACCOUNT}:role/atmos-relay",
         "Handler": spec.handler,
@@ -94,9 +114,15 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
             return denied
         deployment = runtime.require()
         names = sorted(deployment.manifest.functions)
-        marker = request.args.get("Marker")
-        limit = min(int(request.args.get("MaxItems", 50) or 50), 50)
-        start = int(marker) if marker and marker.isdigit() else 0
+        marker = request.args.get("Marker") or "0"
+        max_items = request.args.get("MaxItems") or "50"
+        if not max_items.isdigit() or not 1 <= int(max_items) <= 10000:
+            return _error(400, "InvalidParameterValueException", f"MaxItems must be 1-10000, not {max_items!r}")
+        if not marker.isdigit() or int(marker) > len(names):
+            return _error(400, "InvalidParameterValueException", f"Invalid Marker {marker!r}")
+        # Lambda returns at most 50 a page whatever MaxItems asks; NextMarker is the next offset.
+        limit = min(int(max_items), 50)
+        start = int(marker)
         page = names[start:start + limit]
         body: dict[str, Any] = {"Functions": [_configuration(deployment, n, region) for n in page]}
         if start + limit < len(names):
@@ -108,12 +134,11 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
         denied = authenticate()
         if denied:
             return denied
-        name, _ = _function_name(raw_name.rstrip("/"))
         deployment = runtime.require()
-        try:
-            config = _configuration(deployment, name, region)
-        except FunctionNotFound:
-            return _error(404, "ResourceNotFoundException", f"Function not found: {raw_name}")
+        name, missing = _lookup(deployment, raw_name, region)
+        if missing:
+            return missing
+        config = _configuration(deployment, name, region)
         return Response(json.dumps({"Configuration": config, "Code": {"RepositoryType": "Local"}}),
                         mimetype="application/json")
 
@@ -122,35 +147,39 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
         denied = authenticate()
         if denied:
             return denied
-        name, _qualifier = _function_name(raw_name)
         deployment = runtime.require()
-        if name not in deployment.manifest.functions:
-            arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
-            return _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        name, missing = _lookup(deployment, raw_name, region)
+        if missing:
+            return missing
         raw = request.get_data(cache=True)
         try:
             event = json.loads(raw) if raw.strip() else {}
         except ValueError:
             return _error(400, "InvalidRequestContentException",
                           "Could not parse request body into json: the payload is not valid JSON")
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request.headers.get(
-            "amz-sdk-invocation-id", "")}
+        kind = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if kind not in ("RequestResponse", "Event", "DryRun"):
+            return _error(400, "InvalidParameterValueException", f"Unsupported X-Amz-Invocation-Type {kind}")
+        # Lambda's own id for this invocation (the SDK's amz-sdk-invocation-id is per attempt, not ours).
+        request_id = str(uuid.uuid4())
+        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request_id}
+        log.info("invoke_api.invoke", function=name, invocation=kind, requestId=request_id,
+                 peer=request.remote_addr)
         if kind == "DryRun":
             return Response(b"", status=204, headers=headers)
         if kind == "Event":
             runtime.submit(name, event, deployment=deployment)
             return Response(b"", status=202, headers=headers)
-        if kind != "RequestResponse":
-            return _error(400, "InvalidParameterValueException", f"Unsupported X-Amz-Invocation-Type {kind}")
         try:
             result = runtime.invoke(name, event, deployment=deployment)
         except FunctionTimeout as exc:
             payload = {"errorMessage": f"Task timed out: {exc.detail}", "errorType": "Sandbox.Timedout"}
             return _function_error(payload, headers)
         except RelayError as exc:
+            # A deliberate refusal (bad member action, AUTH rejected): its reply is the message.
             payload = {"errorMessage": str(exc.reply), "errorType": type(exc).__name__,
                        "reply": exc.reply.as_dict(), "stackTrace": []}
+            log.warning("function.error", function=name, error=repr(exc), invocation="RequestResponse")
             return _function_error(payload, headers)
         except Exception as exc:
             payload = {"errorMessage": str(exc), "errorType": type(exc).__name__,
@@ -159,7 +188,8 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
             return _function_error(payload, headers)
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             headers["X-Amz-Log-Result"] = base64.b64encode(b"").decode()
-        return Response(json.dumps(result), status=200, mimetype="application/json", headers=headers)
+        # default=str as `atmos-relay invoke` prints: a timestamp or Path in a result is not an error.
+        return Response(json.dumps(result, default=str), status=200, mimetype="application/json", headers=headers)
 
 
 def _function_error(payload: dict, headers: dict) -> Response:

@@ -3,7 +3,9 @@
 The canonical request is rebuilt from what arrived on the wire (method, raw
 path, query, the headers the client says it signed, the payload hash) and
 the signature recomputed with the configured secret; comparison is
-constant-time. Requests older or newer than 15 minutes are refused.
+constant-time. Requests older or newer than 15 minutes are refused, the
+credential scope must name the `lambda` service (any region), and the payload
+is always part of the signature (no UNSIGNED-PAYLOAD).
 """
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$")
 MAX_SKEW = 15 * 60
+SERVICE = "lambda"
 
 
 class SignatureError(Exception):
@@ -42,15 +45,62 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
 
 
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 dot-segment removal plus collapsed `//`, exactly as botocore normalises before signing."""
+    if not path:
+        return "/"
+    segments = [s for s in path.split("/") if s and s != "."]
+    out: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if out:
+                out.pop()
+        else:
+            out.append(segment)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and out else ""
+    return first + "/".join(out) + last
+
+
 def _canonical_path(raw_path: str) -> str:
-    # Non-S3 services sign the path URI-encoded once more, as botocore does.
-    return quote(raw_path or "/", safe="/~")
+    # Non-S3 services sign the wire path (already percent-encoded once, so a
+    # function ARN's ':' arrives as %3A) normalised and URI-encoded once more:
+    # botocore signs `%253A`. Re-encoding the raw path reproduces that.
+    return quote(_remove_dot_segments(raw_path or "/"), safe="/~")
+
+
+def _uri_encode(raw: str) -> str:
+    """Decode %XX to bytes, then encode everything but RFC 3986 unreserved characters.
+
+    Byte-exact on purpose: parse_qsl would turn '+' into a space and replace
+    undecodable bytes, and the client signed neither.
+    """
+    return quote(unquote_to_bytes(raw), safe="-_.~")
 
 
 def _canonical_query(query_string: str) -> str:
-    pairs = parse_qsl(query_string, keep_blank_values=True)
-    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
-    return "&".join(f"{k}={v}" for k, v in encoded)
+    """The specification's form: every name and value URI-encoded, sorted by name then value."""
+    pairs = []
+    for item in query_string.split("&"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        pairs.append((_uri_encode(key), _uri_encode(value)))
+    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def _canonical_queries(query_string: str) -> list[str]:
+    """Canonical query strings a genuine client may have signed.
+
+    botocore signs a query already in the URL as it stands (sorted, not
+    re-encoded); for what its serializers produce that equals the
+    specification's form, but a hand-written URL with '+' or a raw '$' differs.
+    Both come from the wire, so accepting either gives an attacker nothing.
+    """
+    spec = _canonical_query(query_string)
+    raw = "&".join(f"{k}={v}" for k, v in sorted(
+        item.partition("=")[::2] for item in query_string.split("&") if item)) if query_string else ""
+    return [spec] if raw == spec else [spec, raw]
 
 
 def _canonical_headers(headers: dict[str, str], signed: list[str]) -> str:
@@ -70,8 +120,14 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return _hmac(k, "aws4_request")
 
 
-def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | None = None) -> str:
-    """Raise SignatureError unless `req` was signed with (access_key_id, secret); return the service."""
+def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | None = None,
+           service_name: str = SERVICE) -> str:
+    """Raise SignatureError unless `req` was signed with (access_key_id, secret) for `service_name`.
+
+    Any region is accepted (the relay is one region; boto3 users pick
+    `region_name` freely); the scope's service must be `service_name`, as AWS
+    refuses a signature made for another service. Returns the signed region.
+    """
     headers = {k.lower(): v for k, v in req.headers.items()}
     auth = headers.get("authorization", "")
     match = _AUTH.match(auth)
@@ -81,6 +137,9 @@ def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | 
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise SignatureError("IncompleteSignatureException", "Credential scope is malformed")
     akid, date, region, service, _ = parts
+    if service != service_name:
+        raise SignatureError("InvalidSignatureException",
+                             f"Credential should be scoped to correct service: '{service_name}'.")
     if not access_key_id or not hmac.compare_digest(akid.encode(), access_key_id.encode()):
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = headers.get("x-amz-date", "")
@@ -91,35 +150,48 @@ def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | 
     if not amz_date.startswith(date):
         raise SignatureError("InvalidSignatureException", "Credential date does not match X-Amz-Date")
     now = now or datetime.now(timezone.utc)
-    if abs((now - stamp).total_seconds()) > MAX_SKEW:
-        raise SignatureError("InvalidSignatureException", "Signature expired or not yet valid")
+    skew = (now - stamp).total_seconds()
+    if abs(skew) > MAX_SKEW:
+        fmt = "%Y%m%dT%H%M%SZ"
+        if skew > 0:
+            limit = datetime.fromtimestamp(now.timestamp() - MAX_SKEW, timezone.utc).strftime(fmt)
+            why = f"Signature expired: {amz_date} is now earlier than {limit} ({now.strftime(fmt)} - 15 min.)"
+        else:
+            limit = datetime.fromtimestamp(now.timestamp() + MAX_SKEW, timezone.utc).strftime(fmt)
+            why = f"Signature not yet current: {amz_date} is still later than {limit} ({now.strftime(fmt)} + 15 min.)"
+        raise SignatureError("InvalidSignatureException", why)
     signed = match.group("signed").split(";")
     if "host" not in signed:
         raise SignatureError("InvalidSignatureException", "The host header must be signed")
-    payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(req.body).hexdigest()
-    if payload_hash != "UNSIGNED-PAYLOAD" and payload_hash != hashlib.sha256(req.body).hexdigest():
-        raise SignatureError("InvalidSignatureException", "The payload hash does not match the body")
-    canonical = "\n".join([
-        req.method.upper(),
-        _canonical_path(req.raw_path),
-        _canonical_query(req.query_string),
-        _canonical_headers(headers, signed),
-        ";".join(signed),
-        payload_hash,
-    ])
+    # The body decides what runs (approve, suspend...), so it is always covered:
+    # UNSIGNED-PAYLOAD is S3's and refused here, a stated hash must be the body's.
+    payload_hash = hashlib.sha256(req.body).hexdigest()
+    stated = headers.get("x-amz-content-sha256")
+    if stated is not None and stated.strip().lower() != payload_hash:
+        raise SignatureError("InvalidSignatureException",
+                             "The provided x-amz-content-sha256 header does not match the computed payload hash")
+    path, header_block = _canonical_path(req.raw_path), _canonical_headers(headers, signed)
     scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-    expected = hmac.new(signing_key(secret, date, region, service), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, match.group("signature")):
+    key = signing_key(secret, date, region, service)
+    matched = False
+    for query in _canonical_queries(req.query_string):
+        canonical = "\n".join([req.method.upper(), path, query, header_block, ";".join(signed), payload_hash])
+        to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+        expected = hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+        matched |= hmac.compare_digest(expected, match.group("signature"))
+    if not matched:
         raise SignatureError(
             "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided.")
-    return service
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.")
+    return region
 
 
 def raw_path_of(environ: dict) -> str:
     """The path as the client sent it (still percent-encoded), without the query."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
-        return raw.split("?", 1)[0]
+        path = raw.split("?", 1)[0].split("#", 1)[0]
+        # absolute-form request target ("POST http://host:8080/2015-03-31/...")
+        return path if path.startswith("/") else (urlsplit(path).path or "/")
     return quote(unquote(environ.get("PATH_INFO", "/")), safe="/~!$&'()*+,;=:@")
