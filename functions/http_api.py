@@ -28,6 +28,10 @@ def method(event: dict) -> str:
     return ((event.get("requestContext") or {}).get("http") or {}).get("method", "GET").upper()
 
 
+def source_ip(event: dict) -> str:
+    return ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp", "")
+
+
 def path_param(event: dict, name: str) -> str:
     return (event.get("pathParameters") or {}).get(name, "")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions import dkim_keys, events, labels
-from functions.api_keys import hash_api_key, new_api_key
+from functions.api_keys import hash_api_key, new_api_key, verify_api_key
 from functions.identifiers import normalize_did, normalize_domain
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -37,6 +37,10 @@ class DomainTaken(MemberError):
 
 class InvalidTransition(MemberError):
     http_status = 409
+
+
+class OwnershipUnproven(MemberError):
+    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,25 @@ def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: s
         "dnsRecords": dns_records(domain, selector, rsa_key.public_b64, ed_key.public_b64,
                                   context.settings.operatorDomain),
     }
+
+
+def prove_ownership(conn: sqlite3.Connection, did: str, domain: str, api_key: str) -> None:
+    """A self-service enrollment that touches an existing member must carry one of its API keys.
+
+    Otherwise anyone who knows a member's DID and domain could rotate its
+    keys away, or add a domain of their own that sends under its DID.
+    """
+    owner = conn.execute("SELECT did FROM member_domains WHERE domain = ?", (domain,)).fetchone()
+    if owner is not None and owner["did"] != did:
+        raise DomainTaken(f"domain {domain} is already enrolled by another member")
+    if owner is None and conn.execute("SELECT 1 FROM members WHERE did = ?", (did,)).fetchone() is None:
+        return
+    hashes = [r["api_key_hash"] for r in conn.execute(
+        "SELECT api_key_hash FROM member_domains WHERE did = ? ORDER BY domain = ? DESC", (did, domain))]
+    if not api_key or not any(verify_api_key(h, api_key) for h in hashes):
+        what = f"domain {domain}" if owner is not None else f"member {did}"
+        raise OwnershipUnproven(f"{what} is already enrolled: give its current API key to rotate its keys or "
+                                "add a domain, or ask an operator to do it")
 
 
 def approve(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: str = "") -> dict[str, Any]:

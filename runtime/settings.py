@@ -141,6 +141,15 @@ class AtprotoSettings:
 
 
 @dataclass(frozen=True)
+class PublicSmtpSettings:
+    """Where members connect, as the enroll page prints it (a NAT or a port map may differ from `listen`)."""
+
+    host: str = ""
+    submissionPort: int = 0
+    smtpsPort: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost.localdomain"
     operatorDomain: str = "atmos.test"
@@ -157,6 +166,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     atproto: AtprotoSettings = field(default_factory=AtprotoSettings)
+    publicSmtp: PublicSmtpSettings = field(default_factory=PublicSmtpSettings)
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
     source: str = "built-in defaults"
@@ -274,6 +284,13 @@ class AtprotoSchema(_Base):
     timeout = Duration()
 
 
+class PublicSmtpSchema(_Base):
+    target = PublicSmtpSettings
+    host = fields.String()
+    submissionPort = fields.Integer(validate=validate.Range(0, 65535))
+    smtpsPort = fields.Integer(validate=validate.Range(0, 65535))
+
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 
 
@@ -295,6 +312,7 @@ class SettingsSchema(_Base):
     smtp = _section(SmtpSchema, SmtpSettings)
     limits = _section(LimitSchema, LimitSettings)
     atproto = _section(AtprotoSchema, AtprotoSettings)
+    publicSmtp = _section(PublicSmtpSchema, PublicSmtpSettings)
     rulesFile = fields.String()
     suppressionTtl = Duration()
 

@@ -129,6 +129,31 @@ class Relay:
             self.cli_json("member", "approve", did)
         return enrolled
 
+    def http(self, method: str, path: str, token: str | None = "", data: bytes | None = None,
+             headers: dict | None = None) -> tuple[int, Any, dict]:
+        """One request to the HTTP port: (status, JSON body or text, headers). token=None sends no bearer."""
+        import urllib.error
+        import urllib.request
+
+        sent = {"Accept": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token or self.admin_token}"
+        request = urllib.request.Request(self.http_url + path, data=data, method=method, headers=sent)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, body, got = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            status, body, got = exc.code, exc.read(), dict(exc.headers)
+        try:
+            return status, json.loads(body), got
+        except ValueError:
+            return status, body.decode("utf-8", "replace"), got
+
+    def http_json(self, path: str) -> Any:
+        status, body, _ = self.http("GET", path)
+        assert status == 200, (status, body)
+        return body
+
     def stop(self, timeout: float = 30) -> int | None:
         if self.proc is None:
             return None

@@ -1,0 +1,57 @@
+"""`admin-member-actions`: approve, suspend and reactivate, for the runbook's curl lines and the dashboard's buttons.
+
+Both callers hit the same routes: a script with `Authorization: Bearer`
+gets the member as JSON; a browser posts a form with its CSRF token and
+is sent back to the page it came from. Suspension is read by `auth` on
+the member's next AUTH, so it takes effect at once.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from functions import admin_auth, http_api, members
+from functions.identifiers import InvalidIdentifier, normalize_did
+from runtime.context import LambdaContext
+
+ACTIONS = ("approve", "suspend", "reactivate")
+
+
+def _back(form: dict[str, str], did: str) -> str:
+    target = form.get("next", "")
+    if target.startswith("/admin/") and not target.startswith("//"):
+        return target
+    return f"/admin/members/{quote(did, safe=':')}"
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    conn = context.store.connection()
+    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
+    if admin is None:
+        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    action = (event.get("rawPath") or "").rstrip("/").rsplit("/", 1)[-1]
+    if action not in ACTIONS:
+        return http_api.error(event, 404, f"no such member action {action!r}")
+    form = http_api.form(event)
+    if not admin_auth.csrf_ok(conn, admin, form.get("csrf", "")):
+        return http_api.error(event, 403, "missing or stale CSRF token")
+    try:
+        did = normalize_did(unquote(http_api.path_param(event, "did")))
+    except InvalidIdentifier as exc:
+        return http_api.error(event, 400, exc.message)
+    reason = (http_api.query(event, "reason") or form.get("reason", "")).strip()
+    actor = f"admin:{admin.via}"
+    try:
+        with context.store.transaction() as tx:
+            if action == "approve":
+                view = members.approve(tx, context, did, actor=actor)
+            elif action == "suspend":
+                view = members.suspend(tx, context, did, reason, actor=actor)
+            else:
+                view = members.reactivate(tx, context, did, actor=actor, reason=reason)
+    except members.MemberError as exc:
+        return http_api.error(event, exc.http_status, exc.message)
+    context.logger.info("admin.member", action=action, did=did, status=view["status"], reason=view["reason"],
+                        actor=actor, client=http_api.source_ip(event))
+    if admin.via == "session" and not http_api.wants_json(event):
+        return http_api.redirect(_back(form, did))
+    return http_api.json_response(200, view)

@@ -1,0 +1,89 @@
+"""`admin-members`: the member list and the detail page an operator reads before approving.
+
+Everything on the detail page is looked up when it is asked for: DKIM
+records through the configured resolver, the attestation from the
+member's PDS, usage from the send counters. Runbook task 3: green on
+DKIM, attestation and labels, a sane history, then approve.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+from urllib.parse import unquote
+
+from functions import (activity_chart, admin_auth, attestation, dkim_dns_check, dkim_keys, http_api, labels, limits,
+                       members, web_pages)
+from functions.identifiers import InvalidIdentifier, normalize_did
+from runtime.context import LambdaContext
+
+STATUSES = ("pending", "active", "suspended")
+
+
+def _caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[str, Any]:
+    caps = limits.member_caps(conn, context, did)
+    hour, day = limits.usage(conn, did, context.clock.now())
+    return {"tier": caps.tier if caps else "", "hourlyCap": caps.hourly if caps else 0,
+            "dailyCap": caps.daily if caps else 0, "sentLastHour": hour, "sent24h": day}
+
+
+def member_rows(conn: sqlite3.Connection, context: LambdaContext, status: str) -> list[dict[str, Any]]:
+    out = []
+    for row in members.list_members(conn, status):
+        did = row["did"]
+        out.append({"did": did, "status": row["status"], "reason": row["reason"],
+                    "domains": sorted((row["domains"] or "").split()),
+                    "labels": sorted(l["val"] for l in labels.details(conn, did)),
+                    "createdAt": row["created_at"], "approvedAt": row["approved_at"],
+                    **_caps(conn, context, did)})
+    return out
+
+
+def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[str, Any]:
+    view = members.member_view(conn, did, context.settings)
+    resolver = context.resolver()
+    atproto = context.settings.atproto
+    domains = []
+    for row in conn.execute("SELECT * FROM member_domains WHERE did = ? ORDER BY domain", (did,)):
+        selectors = [dkim_keys.rsa_selector(row["dkim_selector"]), dkim_keys.ed25519_selector(row["dkim_selector"])]
+        domains.append({
+            "domain": row["domain"],
+            "selector": row["dkim_selector"],
+            "dkim": dkim_dns_check.domain_status(resolver, row),
+            "attestation": attestation.check(did, row["domain"], selectors, atproto.plcUrl,
+                                             min(atproto.timeout, 5.0)),
+            "rotatedAt": row["rotated_at"],
+        })
+    activity = activity_chart.daily_activity(conn, did, context.clock.now())
+    recent = [{"id": r["id"], "actionName": r["action_name"], "createdAt": r["created_at"],
+               "verdicts": r["verdicts"]} for r in conn.execute(
+        "SELECT id, action_name, created_at, verdicts FROM relay_events WHERE sender_did = ?"
+        " ORDER BY id DESC LIMIT 20", (did,))]
+    return {**view, "labelDetails": labels.details(conn, did), **_caps(conn, context, did),
+            "domainChecks": domains, "activity": activity, "recentEvents": recent}
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    conn = context.store.connection()
+    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
+    if admin is None:
+        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    csrf = admin_auth.csrf_token(conn, admin)
+    raw_did = http_api.path_param(event, "did")
+    if not raw_did:
+        status = http_api.query(event, "status")
+        if status and status not in STATUSES:
+            return http_api.error(event, 400, f"status must be one of {', '.join(STATUSES)}")
+        rows = member_rows(conn, context, status)
+        if http_api.wants_json(event):
+            return http_api.json_response(200, {"members": rows, "count": len(rows)})
+        return web_pages.page(200, "members.html", members=rows, status=status, statuses=STATUSES, csrf=csrf)
+    try:
+        did = normalize_did(unquote(raw_did))
+        detail = member_detail(conn, context, did)
+    except InvalidIdentifier as exc:
+        return http_api.error(event, 400, exc.message)
+    except members.MemberNotFound as exc:
+        return http_api.error(event, 404, exc.message)
+    if http_api.wants_json(event):
+        return http_api.json_response(200, detail)
+    return web_pages.page(200, "member.html", m=detail, csrf=csrf, chart=activity_chart.svg(detail["activity"]))

@@ -1,0 +1,61 @@
+"""`enroll`: the self-service wizard at /enroll, for a browser and for `Accept: application/json`.
+
+A new DID and domain need nothing but the form: the member is created
+pending and an operator approves it. Touching an existing member (rotating
+a domain's keys, as runbook task 2 asks, or adding a domain) needs one of
+its current API keys; an operator without it uses `atmos-relay member enroll`.
+"""
+from __future__ import annotations
+
+from functions import http_api, member_setup, members, web_pages
+from functions.identifiers import InvalidIdentifier, normalize_did, normalize_domain
+from runtime.context import LambdaContext
+
+FIELDS = ("did", "domain", "contact", "forwardTo", "currentApiKey")
+_EMAIL_MAX = 254
+
+
+def _check_address(value: str, what: str) -> str:
+    value = value.strip()
+    if value and (len(value) > _EMAIL_MAX or value.count("@") != 1 or "." not in value.rpartition("@")[2]
+                  or any(c.isspace() for c in value)):
+        raise InvalidIdentifier(f"{what} is not an email address: {value!r}")
+    return value
+
+
+def _form_page(event: dict, status: int, form: dict[str, str], error: str = "") -> dict:
+    if http_api.wants_json(event):
+        if error:
+            return http_api.json_response(status, {"error": error, "status": status})
+        return http_api.json_response(200, {
+            "enroll": {"method": "POST", "path": "/enroll", "fields": list(FIELDS), "required": ["did", "domain"]}})
+    shown = {k: form.get(k, "") for k in FIELDS if k != "currentApiKey"}
+    return web_pages.page(status, "enroll_form.html", form=shown, error=error)
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    if http_api.method(event) != "POST":
+        return _form_page(event, 200, {})
+    form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
+    try:
+        did = normalize_did(form.get("did", ""))
+        domain = normalize_domain(form.get("domain", ""))
+        contact = _check_address(form.get("contact", ""), "contact")
+        forward_to = _check_address(form.get("forwardTo", ""), "forward address")
+        members.prove_ownership(context.store.connection(), did, domain, form.get("currentApiKey", ""))
+        material = members.new_material()
+        with context.store.transaction() as conn:
+            enrolled = members.enroll(conn, context, did, domain, material, contact=contact, forward_to=forward_to)
+    except InvalidIdentifier as exc:
+        return _form_page(event, 400, form, exc.message)
+    except members.MemberError as exc:
+        context.logger.info("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
+                            reason=exc.message, client=http_api.source_ip(event))
+        return _form_page(event, exc.http_status, form, exc.message)
+    context.logger.info("member.enrolled", did=did, domain=domain, rotated=enrolled["rotated"],
+                        via="enroll", client=http_api.source_ip(event))
+    setup = member_setup.instructions(context.settings, enrolled)
+    if http_api.wants_json(event):
+        return http_api.json_response(201, {**enrolled, **setup})
+    return web_pages.page(201, "enroll_done.html", enrolled=enrolled, setup=setup,
+                          operator_domain=context.settings.operatorDomain)
