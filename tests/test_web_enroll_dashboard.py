@@ -212,3 +212,26 @@ def test_dashboard_needs_a_login_and_a_wrong_token_is_refused(web_relay, browser
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))
     assert browser.current_url.endswith("/admin/login")
     assert browser.get_cookie("atmos_admin") is None
+
+
+def test_labeler_issues_verified_mail_operator_and_withdraws_it(web_relay, dns_server, atproto):
+    relay = web_relay
+    enrolled = relay.enroll(DID, DOMAIN)
+    label = lambda: relay.cli_json("member", "show", DID)["labels"]  # noqa: E731
+    assert relay.cli_json("invoke", "labeler", "--payload", "{}") == {
+        "checked": 1, "added": [], "removed": [], "undecided": []}
+    dns_server.publish(enrolled["dnsRecords"])
+    assert relay.cli_json("invoke", "labeler", "--payload", "{}")["undecided"] == [DID]
+    atproto.register(DID)
+    assert relay.cli_json("invoke", "labeler", "--payload", "{}")["added"] == []
+    assert label() == []
+    atproto.put_record(DID, "email.atmos.attestation", DOMAIN,
+                       {"$type": "email.atmos.attestation", "domain": DOMAIN,
+                        "dkimSelectors": enrolled["selectors"], "relay": "atmos.test"})
+    assert relay.cli_json("invoke", "labeler", "--payload", "{}")["added"] == [DID]
+    assert label() == ["verified-mail-operator"]
+    assert relay.http_json(f"/admin/members/{DID}")["labelDetails"][0]["src"] == "labeler"
+    dns_server.delete(f"{enrolled['selectors'][0]}._domainkey.{DOMAIN}")
+    assert relay.cli_json("invoke", "labeler", "--payload", "{}")["removed"] == [DID]
+    assert label() == []
+    assert "labeler" in [f["name"] for f in relay.cli_json("functions", "--json")]

@@ -130,8 +130,11 @@ class Relay:
         return enrolled
 
     def http(self, method: str, path: str, token: str | None = "", data: bytes | None = None,
-             headers: dict | None = None) -> tuple[int, Any, dict]:
-        """One request to the HTTP port: (status, JSON body or text, headers). token=None sends no bearer."""
+             headers: dict | None = None) -> tuple[int, Any, Any]:
+        """One request to the HTTP port: (status, JSON body or text, headers), redirects not followed.
+
+        token=None sends no bearer; "" sends the relay's admin token.
+        """
         import urllib.error
         import urllib.request
 
@@ -139,11 +142,16 @@ class Relay:
         if token is not None:
             sent["Authorization"] = f"Bearer {token or self.admin_token}"
         request = urllib.request.Request(self.http_url + path, data=data, method=method, headers=sent)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, body, got = response.status, response.read(), dict(response.headers)
+            with urllib.request.build_opener(NoRedirect).open(request, timeout=30) as response:
+                status, body, got = response.status, response.read(), response.headers
         except urllib.error.HTTPError as exc:
-            status, body, got = exc.code, exc.read(), dict(exc.headers)
+            status, body, got = exc.code, exc.read(), exc.headers
         try:
             return status, json.loads(body), got
         except ValueError:

@@ -1,0 +1,63 @@
+"""`labeler`: issue `verified-mail-operator` once a member's DKIM keys are in DNS and its attestation holds.
+
+Runs every minute (runbook task 2: publish, and within 60 s the label
+follows). A label is withdrawn only on a definite answer (a record missing
+or replaced, an attestation gone); a DNS timeout or an unreachable PDS
+leaves things as they are until the next run can tell.
+"""
+from __future__ import annotations
+
+from functions import attestation, dkim_dns_check, dkim_keys, events, labels
+from runtime.context import LambdaContext
+
+LABEL = "verified-mail-operator"
+SOURCE = "labeler"
+
+
+def verdict(context: LambdaContext, did: str, domains: list) -> tuple[bool | None, str]:
+    """True (verified), False (definitely not) or None (could not tell), with the reason."""
+    resolver = context.resolver()
+    atproto = context.settings.atproto
+    undecided = ""
+    for row in domains:
+        for check in dkim_dns_check.domain_status(resolver, row):
+            if check["status"] in ("missing", "mismatch"):
+                return False, f"{check['name']}: DKIM key {check['status']}"
+            if check["status"] != "published":
+                undecided = f"{check['name']}: {check['detail']}"
+        selectors = [dkim_keys.rsa_selector(row["dkim_selector"]), dkim_keys.ed25519_selector(row["dkim_selector"])]
+        held = attestation.check(did, row["domain"], selectors, atproto.plcUrl, min(atproto.timeout, 5.0))
+        if held["status"] in ("missing", "stale"):
+            return False, f"{row['domain']}: attestation {held['status']}"
+        if held["status"] != "verified":
+            undecided = f"{row['domain']}: {held.get('detail', 'attestation unknown')}"
+    if undecided:
+        return None, undecided
+    return True, "DKIM keys published and attestation verified for " + ", ".join(r["domain"] for r in domains)
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    conn = context.store.connection()
+    only = str((event.get("detail") or {}).get("did") or event.get("did") or "")
+    members = conn.execute("SELECT did FROM members WHERE status != 'suspended' AND (? = '' OR did = ?)"
+                           " ORDER BY did", (only, only)).fetchall()
+    changed = {"added": [], "removed": [], "undecided": []}
+    for member in members:
+        did = member["did"]
+        if context.timed_out:
+            break
+        domains = conn.execute("SELECT * FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()
+        if not domains:
+            continue
+        ok, reason = verdict(context, did, domains)
+        if ok is None:
+            changed["undecided"].append(did)
+            continue
+        with context.store.transaction() as tx:
+            if labels.apply(tx, did, LABEL, ok, SOURCE, reason, context.clock.now()):
+                events.emit(tx, context, "label_changed", {"sender_did": did, "label": LABEL,
+                                                           "status": "added" if ok else "removed",
+                                                           "source": SOURCE, "reason": reason})
+                changed["added" if ok else "removed"].append(did)
+                context.logger.info("labeler.label", did=did, label=LABEL, added=ok, reason=reason)
+    return {"checked": len(members), **changed}

@@ -1,0 +1,180 @@
+"""The admin API as the runbook drives it (tasks 3 and 4, "Member is suspended but shouldn't be"),
+and the enroll endpoint as a script drives it with `Accept: application/json`."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import re
+import sqlite3
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from harness.smtp import message, submission
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "shared" / "reference" / "runbook.md"
+RUNBOOK_HOST = "http://atmos-relay.internal.example:8080"
+DID = "did:plc:adminapiadminapiadminapi"
+DOMAIN = "pds.adminapi.example"
+
+
+def runbook_curl(action: str) -> str:
+    """The runbook's curl line for /admin/member/<did>/<action>, continuation lines joined."""
+    text = RUNBOOK.read_text()
+    commands = re.findall(r"^curl .*?(?<!\\)$", text.replace("\\\n", " "), flags=re.M)
+    return next(c for c in commands if f"/admin/member/<did>/{action}" in c)
+
+
+def run_runbook_curl(relay, action: str, did: str, reason: str = "") -> dict:
+    line = runbook_curl(action).replace(RUNBOOK_HOST, relay.http_url).replace("<did>", did)
+    line = line.replace("<url-encoded>", urllib.parse.quote(reason))
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "ADMIN": relay.admin_token})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def enroll_json(relay, **fields) -> tuple[int, dict]:
+    status, body, _ = relay.http("POST", "/enroll", token=None, data=urllib.parse.urlencode(fields).encode(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return status, body
+
+
+def auth_reply(relay, username: str, key: str) -> str:
+    s = submission(relay)
+    try:
+        code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0{username}\0{key}".encode()).decode())
+        return f"{code} {text.decode()}"
+    finally:
+        s.close()
+
+
+def outbox_actions(relay, name: str) -> list[dict]:
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    try:
+        return [json.loads(v)["data"] for (v,) in db.execute(
+            "SELECT value FROM outbox WHERE topic = 'osprey.actions_input' ORDER BY id")
+            if json.loads(v)["data"]["action_name"] == name]
+    finally:
+        db.close()
+
+
+def test_runbook_approve_suspend_reactivate_with_curl(relay):
+    status, enrolled = enroll_json(relay, did=DID, domain=DOMAIN)
+    assert status == 201 and enrolled["status"] == "pending"
+    key = enrolled["apiKey"]
+    assert auth_reply(relay, DOMAIN, key) == "535 5.7.8 pending operator approval"
+
+    assert run_runbook_curl(relay, "approve", DID)["status"] == "active"
+    assert auth_reply(relay, DOMAIN, key) == "235 2.7.0 Authentication successful"
+
+    suspended = run_runbook_curl(relay, "suspend", DID, reason="complaint spike, see ticket #42")
+    assert suspended["status"] == "suspended" and suspended["reason"] == "complaint spike, see ticket #42"
+    assert auth_reply(relay, DOMAIN, key) == "535 5.7.8 account suspended"
+    assert auth_reply(relay, DID, key) == "535 5.7.8 account suspended"
+    rejected = [e for e in outbox_actions(relay, "relay_rejected") if e["data"]["reject_reason"] == "suspended"]
+    assert len(rejected) == 2 and all(e["data"]["sender_did"] == DID for e in rejected)
+
+    assert run_runbook_curl(relay, "reactivate", DID)["status"] == "active"
+    assert auth_reply(relay, DOMAIN, key) == "235 2.7.0 Authentication successful"
+    actions = [line["action"] for line in relay.logs("admin.member", did=DID)]
+    assert actions == ["approve", "suspend", "reactivate"]
+
+    query = (f"SELECT verdicts, raw FROM relay_events WHERE sender_did = \"{DID}\""
+             " AND action_name = \"member_suspended\" ORDER BY id DESC LIMIT 1")
+    deadline = time.monotonic() + 30
+    while True:
+        found = subprocess.run(["sqlite3", str(relay.state / "relay.sqlite"), query], capture_output=True, text=True)
+        if found.stdout.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    verdicts, raw = found.stdout.strip().split("|", 1)
+    assert json.loads(raw)["ActionData"]["reason"] == "complaint spike, see ticket #42"
+    assert json.loads(raw)["ActionData"]["actor"] == "admin:bearer"
+
+
+def test_admin_api_refuses_without_the_token_and_knows_no_strangers(relay):
+    enroll_json(relay, did=DID, domain=DOMAIN)
+    for method, path in (("POST", f"/admin/member/{DID}/approve"), ("GET", "/admin/members"),
+                         ("GET", f"/admin/members/{DID}"), ("GET", "/admin/events")):
+        status, body, headers = relay.http(method, path, token=None)
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), (path, body)
+        status, body, _ = relay.http(method, path, token="wrong-token")
+        assert status == 403, (path, body)
+    status, body, _ = relay.http("POST", "/admin/member/did:plc:nobodynobodynobodynobody/approve")
+    assert status == 404 and "no member" in body["error"]
+    status, body, _ = relay.http("POST", "/admin/member/not-a-did/suspend")
+    assert status == 400
+    assert relay.cli_json("member", "show", DID)["status"] == "pending"
+
+
+def test_admin_pages_answer_json(relay):
+    enroll_json(relay, did=DID, domain=DOMAIN)
+    relay.http("POST", f"/admin/member/{DID}/approve")
+    listed = relay.http_json("/admin/members")
+    row = next(m for m in listed["members"] if m["did"] == DID)
+    assert row["status"] == "active" and row["domains"] == [DOMAIN] and row["tier"] == "warming"
+    assert row["sent24h"] == 0 and row["labels"] == []
+    assert relay.http_json("/admin/members?status=pending")["members"] == []
+    detail = relay.http_json(f"/admin/members/{DID}")
+    assert [c["status"] for c in detail["domainChecks"][0]["dkim"]] in (["missing", "missing"], ["error", "error"])
+    assert len(detail["activity"]) == 30 and detail["hourlyCap"] == 5
+    status, body, _ = relay.http("GET", "/admin/members?status=bogus")
+    assert status == 400
+
+
+def test_re_enrolling_rotates_keys_only_with_the_current_key(relay):
+    status, first = enroll_json(relay, did=DID, domain=DOMAIN)
+    relay.http("POST", f"/admin/member/{DID}/approve")
+    status, body = enroll_json(relay, did=DID, domain=DOMAIN)
+    assert status == 403 and "current API key" in body["error"]
+    status, body = enroll_json(relay, did="did:plc:otherotherotherotherothe", domain=DOMAIN)
+    assert status == 409 and "another member" in body["error"]
+    status, body = enroll_json(relay, did=DID, domain="second.adminapi.example")
+    assert status == 403
+    status, body = enroll_json(relay, did="did:web:", domain=DOMAIN)
+    assert status == 400 and "did:web" in body["error"]
+
+    status, second = enroll_json(relay, did=DID, domain=DOMAIN, currentApiKey=first["apiKey"])
+    assert status == 201 and second["rotated"] and second["apiKey"] != first["apiKey"]
+    assert second["status"] == "active"
+    assert auth_reply(relay, DOMAIN, first["apiKey"]) == "535 5.7.8 Authentication credentials invalid"
+    assert auth_reply(relay, DOMAIN, second["apiKey"]) == "235 2.7.0 Authentication successful"
+    stored = sqlite3.connect(relay.state / "relay.sqlite").execute(
+        "SELECT dkim_rsa_pubkey, api_key_hash FROM member_domains WHERE domain = ?", (DOMAIN,)).fetchone()
+    assert stored[0] in json.dumps(second["dnsRecords"]) and second["apiKey"] not in stored[1]
+
+
+def test_enroll_json_describes_the_setup(relay):
+    status, body = enroll_json(relay, did=DID, domain=DOMAIN, forwardTo="ops@adminapi.example")
+    assert status == 201
+    assert {r["type"] for r in body["dnsRecords"]} == {"TXT"} and len(body["zoneFile"]) == 4
+    assert body["smtp"]["username"] == DOMAIN and body["swaks"].count("--auth PLAIN") == 1
+    assert body["pds"]["PDS_EMAIL_SMTP_URL"].startswith(f"smtps://{DOMAIN}:")
+    assert body["attestation"]["record"]["dkimSelectors"] == body["selectors"]
+    assert relay.cli_json("member", "show", DID)["forwardTo"] == "ops@adminapi.example"
+    status, body = enroll_json(relay, did="did:plc:thirdthirdthirdthirdthir", domain="x.example", forwardTo="nope")
+    assert status == 400 and "forward address" in body["error"]
+
+
+def test_a_session_cookie_without_its_csrf_token_changes_nothing(relay):
+    enroll_json(relay, did=DID, domain=DOMAIN)
+    status, _, headers = relay.http("POST", "/admin/login", token=None, data=b"token=" + relay.admin_token.encode(),
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    session = {"Cookie": cookie.split(";")[0], "Accept": "text/html",
+               "Content-Type": "application/x-www-form-urlencoded"}
+    for data in (b"", b"csrf=forged"):
+        status, _, _ = relay.http("POST", f"/admin/member/{DID}/approve", token=None, data=data, headers=session)
+        assert status == 403
+    assert relay.cli_json("member", "show", DID)["status"] == "pending"
+    page = relay.http("GET", "/admin/members", token=None, headers=session)[1]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    status, _, headers = relay.http("POST", f"/admin/member/{DID}/approve", token=None,
+                                    data=f"csrf={csrf}&next=/admin/members".encode(), headers=session)
+    assert relay.cli_json("member", "show", DID)["status"] == "active"
