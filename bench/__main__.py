@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import events, load, signing  # noqa: E402
+from bench import classify, events, load, signing  # noqa: E402
 from harness.dns import Bind  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
 from harness.relay import Relay, enroll_published  # noqa: E402
@@ -126,7 +126,7 @@ def table(results: dict) -> str:
         shown = f"{other:.1f}" if other is not None else "-"
         lines.append(f"{key:<34} {value:>12.1f} {shown:>17} {ratio:>7}")
     lines.append("")
-    for key, value in {**results["signing"], **results.get("events", {})}.items():
+    for key, value in {**results["signing"], **results.get("events", {}), **results.get("classify", {})}.items():
         lines.append(f"{key:<34} {value:>12.1f}")
     return "\n".join(lines)
 
@@ -138,6 +138,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=2000, help="approximate body size in bytes")
     p.add_argument("--skip-postfix", action="store_true")
     p.add_argument("--events", type=int, default=5000, help="actions pushed through the rules per deployment")
+    p.add_argument("--dsns", type=int, default=300, help="DSNs sent to the inbound MX (0: classifier alone)")
     args = p.parse_args()
     results: dict = {"messages": args.messages, "clients": args.clients, "size": args.size}
     results["signing"] = signing.run()
@@ -145,6 +146,7 @@ def main() -> int:
         work = Path(tmp)
         results["relay"] = bench_relay(work, args.messages, args.clients, args.size)
         results["events"] = events.run(work, args.events)
+        results["classify"] = classify.run(work, args.dsns, args.clients)
         if not args.skip_postfix:
             theirs = bench_postfix(work, args.messages, args.clients, args.size)
             if theirs:
