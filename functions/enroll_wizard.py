@@ -34,6 +34,8 @@ def _form_page(event: dict, status: int, form: dict[str, str], error: str = "") 
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
+    if (event.get("rawPath") or "/") == "/":
+        return http_api.redirect("/enroll")
     if http_api.method(event) != "POST":
         return _form_page(event, 200, {})
     form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
