@@ -7,12 +7,30 @@ its current API keys; an operator without it uses `atmos-relay member enroll`.
 """
 from __future__ import annotations
 
+import sqlite3
+
 from functions import http_api, member_setup, members, web_pages
 from functions.identifiers import InvalidIdentifier, normalize_did, normalize_domain
 from runtime.context import LambdaContext
 
 FIELDS = ("did", "domain", "contact", "forwardTo", "currentApiKey")
 _EMAIL_MAX = 254
+ENROLLS_PER_CLIENT_HOUR = 20
+
+
+def _admit(context: LambdaContext, client: str) -> bool:
+    """Count this attempt; key generation and hashing are costly, so one address gets a few an hour."""
+    hour = int(context.clock.now() // 3600)
+    with context.store.transaction() as conn:
+        conn.execute("INSERT INTO enroll_attempts (client, hour, count) VALUES (?, ?, 1)"
+                     " ON CONFLICT (client, hour) DO UPDATE SET count = count + 1", (client, hour))
+        count = conn.execute("SELECT count FROM enroll_attempts WHERE client = ? AND hour = ?",
+                             (client, hour)).fetchone()["count"]
+    return count <= ENROLLS_PER_CLIENT_HOUR
+
+
+def prune_attempts(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM enroll_attempts WHERE hour < ?", (int(now // 3600),)).rowcount
 
 
 def _check_address(value: str, what: str) -> str:
@@ -39,6 +57,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if http_api.method(event) != "POST":
         return _form_page(event, 200, {})
     form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
+    client = http_api.source_ip(event)
+    if not _admit(context, client):
+        context.logger.warning("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
+                               reason="throttled", client=client)
+        response = _form_page(event, 429, form, f"too many enrollments from {client} this hour; try again later")
+        response["headers"]["Retry-After"] = str(3600 - int(context.clock.now()) % 3600)
+        return response
     try:
         did = normalize_did(form.get("did", ""))
         domain = normalize_domain(form.get("domain", ""))
@@ -52,10 +77,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return _form_page(event, 400, form, exc.message)
     except members.MemberError as exc:
         context.logger.info("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
-                            reason=exc.message, client=http_api.source_ip(event))
+                            reason=exc.message, client=client)
         return _form_page(event, exc.http_status, form, exc.message)
     context.logger.info("member.enrolled", did=did, domain=domain, rotated=enrolled["rotated"],
-                        via="enroll", client=http_api.source_ip(event))
+                        via="enroll", client=client)
     setup = member_setup.instructions(context.settings, enrolled)
     if http_api.wants_json(event):
         return http_api.json_response(201, {**enrolled, **setup})

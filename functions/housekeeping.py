@@ -6,7 +6,7 @@ counters and expired suppressions are removed; `relay_events`,
 """
 from __future__ import annotations
 
-from functions import limits, suppression
+from functions import enroll_wizard, limits, suppression
 from runtime.context import LambdaContext
 
 OUTBOX_KEEP = 2 * 86400
@@ -22,6 +22,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     with context.store.transaction() as conn:
         removed["send_counters"] = limits.prune(conn, now)
         removed["expired_suppressions"] = suppression.purge_expired(conn, now)
+        removed["enroll_attempts"] = enroll_wizard.prune_attempts(conn, now)
     if any(removed.values()):
         context.logger.info("housekeeping.done", **removed)
     return removed

@@ -143,4 +143,13 @@ MIGRATIONS = [
     CREATE INDEX inbound_messages_member ON inbound_messages (member_did, id);
     INSERT INTO relay_secrets (name, value) VALUES ('admin-session', lower(hex(randomblob(32))));
     """,
+    # 7: self-service enrollments per client address and hour (the wizard's throttle)
+    """
+    CREATE TABLE enroll_attempts (
+        client TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (client, hour)
+    );
+    """,
 ]

@@ -178,3 +178,13 @@ def test_a_session_cookie_without_its_csrf_token_changes_nothing(relay):
     status, _, headers = relay.http("POST", f"/admin/member/{DID}/approve", token=None,
                                     data=f"csrf={csrf}&next=/admin/members".encode(), headers=session)
     assert relay.cli_json("member", "show", DID)["status"] == "active"
+
+
+def test_the_wizard_throttles_one_address(relay):
+    for n in range(20):
+        status, body = enroll_json(relay, did=f"did:plc:bad{n}", domain=DOMAIN)
+        assert status == 400
+    status, body = enroll_json(relay, did=DID, domain=DOMAIN)
+    assert status == 429 and "too many enrollments" in body["error"]
+    assert relay.logs("enroll.refused", reason="throttled")
+    assert relay.cli_json("member", "list") == []
