@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import classify, events, load, signing  # noqa: E402
+from bench import classify, events, load, signing, web  # noqa: E402
 from harness.dns import Bind  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
 from harness.relay import Relay, enroll_published  # noqa: E402
@@ -126,7 +126,8 @@ def table(results: dict) -> str:
         shown = f"{other:.1f}" if other is not None else "-"
         lines.append(f"{key:<34} {value:>12.1f} {shown:>17} {ratio:>7}")
     lines.append("")
-    for key, value in {**results["signing"], **results.get("events", {}), **results.get("classify", {})}.items():
+    for key, value in {**results["signing"], **results.get("events", {}), **results.get("classify", {}),
+                       **results.get("web", {})}.items():
         lines.append(f"{key:<34} {value:>12.1f}")
     return "\n".join(lines)
 
@@ -139,6 +140,7 @@ def main() -> int:
     p.add_argument("--skip-postfix", action="store_true")
     p.add_argument("--events", type=int, default=5000, help="actions pushed through the rules per deployment")
     p.add_argument("--dsns", type=int, default=300, help="DSNs sent to the inbound MX (0: classifier alone)")
+    p.add_argument("--web-members", type=int, default=100, help="members behind the dashboard pages")
     args = p.parse_args()
     results: dict = {"messages": args.messages, "clients": args.clients, "size": args.size}
     results["signing"] = signing.run()
@@ -147,6 +149,7 @@ def main() -> int:
         results["relay"] = bench_relay(work, args.messages, args.clients, args.size)
         results["events"] = events.run(work, args.events)
         results["classify"] = classify.run(work, args.dsns, args.clients)
+        results["web"] = web.run(work, args.web_members)
         if not args.skip_postfix:
             theirs = bench_postfix(work, args.messages, args.clients, args.size)
             if theirs:
