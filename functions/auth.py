@@ -2,12 +2,13 @@
 
 The key is checked before the member's status, so a wrong key never learns
 whether an account is pending or suspended; an unknown username costs the
-same hash as a known one.
+same hash as a known one. A key verified in the last few minutes is not
+hashed again (`api_keys.VerifiedKeys`); the status is read every time.
 """
 from __future__ import annotations
 
 from functions import events
-from functions.api_keys import DUMMY_HASH, verify_api_key
+from functions.api_keys import DUMMY_HASH, verified_keys, verify_api_key
 from functions.members import credentials_for, domains_of
 from runtime import replies
 from runtime.context import LambdaContext
@@ -29,7 +30,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not candidates or member is None:
         verify_api_key(DUMMY_HASH, password)
     for candidate in candidates:
-        if verify_api_key(candidate.api_key_hash, password):
+        if verified_keys.verify(candidate.api_key_hash, password):
             matched = candidate
             break
     if matched is None or member is None:

@@ -46,7 +46,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
                     _settle(context, queue_id, {"rcpt_tos": []}, item, Outcome(
                         451, "4.3.0", "spool file missing", "", False), counts, final="failed")
                 continue
-            eight_bit = any(b > 127 for b in message)
+            eight_bit = not message.isascii()
+            still_open = None
             for item in items:
                 if context.get_remaining_time_in_millis() < MARGIN_MS:
                     return {"route": route, **counts, "stopped_early": True}
@@ -56,8 +57,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
                     index = envelope["rcpt_tos"].index(item["recipient"])
                     sender = verp.address(key, queue_id, index, settings.operatorDomain)
                     outcome = session.send(sender, item["recipient"], message, eight_bit)
-                _settle(context, queue_id, envelope, item, outcome, counts)
-            context.spool.remove_if_done(queue_id)
+                still_open = _settle(context, queue_id, envelope, item, outcome, counts)
+            if still_open == 0:
+                context.spool.discard(queue_id)
     finally:
         if session is not None:
             session.close()
@@ -65,7 +67,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
 
 
 def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, outcome: Outcome,
-            counts: dict[str, int], final: str | None = None) -> None:
+            counts: dict[str, int], final: str | None = None) -> int:
+    """Record one outcome and its event; returns how many recipients of the message are still queued."""
     now = context.clock.now()
     attempt = int(item.get("attempts", 0)) + 1
     if final:
@@ -82,7 +85,8 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
     did = envelope.get("did", "")
     message_id = envelope.get("message_id", "")
     recipient = item["recipient"]
-    with context.store.transaction() as conn:
+
+    def record(conn) -> int:
         context.spool.settle(conn, queue_id, recipient, state="queued" if status == "deferred" else status,
                              next_attempt_at=next_at, code=outcome.code, text=f"{outcome.status} {outcome.text}",
                              now=now)
@@ -95,8 +99,13 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                 feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
                                                                                 outcome.code),
                                        message_id=message_id, source="smtp")
+        return context.spool.open_count(conn, queue_id)
+
+    # Group commit: concurrent deliveries settle in one transaction and one fsync.
+    still_open = context.store.group(record)
     counts[status] += 1
     context.logger.info("delivery.result", message_id=message_id, queue_id=queue_id, recipient=recipient,
                         mx=outcome.mx, status=status, code=outcome.code, enhanced=outcome.status,
                         text=outcome.text[:300], attempt=attempt, tls=outcome.tls,
                         next_attempt_at=next_at, did=did)
+    return still_open

@@ -115,26 +115,31 @@ def on_data(event: dict, context: LambdaContext) -> dict:
         "session": (event.get("session") or {}).get("id", ""),
     }
     context.spool.put(spool_envelope, message, queue_id)
+
+    def accept(tx) -> None:
+        verdict = limits.check(tx, context, did, len(recipients))
+        if verdict is not None:
+            raise SubmissionRefused(replies.RATE_LIMITED.format(detail=verdict.text), detail=verdict.text)
+        context.spool.register(tx, queue_id, [(r, address_domain(r)) for r in recipients], now)
+        tx.execute(
+            "INSERT INTO sent_messages (queue_id, message_id, did, member_domain, recipients, recipient_count,"
+            " size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (queue_id, signed["message_id"], did, member_domain, json.dumps(recipients), len(recipients),
+             len(message), now))
+        limits.record(tx, did, len(recipients), now)
+        events.emit(tx, context, "relay_attempt", {
+            "sender_did": did, "message_id": signed["message_id"], "queue_id": queue_id,
+            "recipients": recipients, "member_domain": member_domain, "size": len(message)}, when=now)
+
     try:
-        with context.store.transaction() as tx:
-            verdict = limits.check(tx, context, did, len(recipients))
-            if verdict is not None:
-                raise SubmissionRefused(replies.RATE_LIMITED.format(detail=verdict.text), detail=verdict.text)
-            context.spool.register(tx, queue_id, [(r, address_domain(r)) for r in recipients], now)
-            tx.execute(
-                "INSERT INTO sent_messages (queue_id, message_id, did, member_domain, recipients, recipient_count,"
-                " size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (queue_id, signed["message_id"], did, member_domain, json.dumps(recipients), len(recipients),
-                 len(message), now))
-            limits.record(tx, did, len(recipients), now)
-            events.emit(tx, context, "relay_attempt", {
-                "sender_did": did, "message_id": signed["message_id"], "queue_id": queue_id,
-                "recipients": recipients, "member_domain": member_domain, "size": len(message)}, when=now)
+        # Group commit: sessions submitting at the same time share one transaction and one fsync.
+        context.store.group(accept)
     except SubmissionRefused as exc:
         context.spool.discard(queue_id)
         raise _reject(context, did, "rate_limited", exc.reply, detail=exc.detail, recipients=recipients) from None
     except BaseException:
         context.spool.discard(queue_id)
         raise
+    context.spool.wake()
     return {"reply": replies.QUEUED.format(queue_id=queue_id).as_dict(), "queue_id": queue_id,
             "message_id": signed["message_id"]}

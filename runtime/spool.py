@@ -160,6 +160,13 @@ class Spool:
         if cur.rowcount != 1:
             raise SpoolError(f"no spooled recipient {recipient} in {queue_id}")
 
+    @staticmethod
+    def open_count(conn: sqlite3.Connection, queue_id: str) -> int:
+        """Recipients of `queue_id` not yet final; 0 after a commit means the file can go."""
+        row = conn.execute(
+            "SELECT COUNT(*) FROM spool_recipients WHERE queue_id = ? AND state = 'queued'", (queue_id,)).fetchone()
+        return int(row[0])
+
     def remove_if_done(self, queue_id: str) -> bool:
         """Delete the file once every recipient is final; call after the settling commit."""
         row = self.store.query_one(

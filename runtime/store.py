@@ -5,6 +5,19 @@ on disk. Other database files the app declares (serverless.yml
 `store.attach`, e.g. labels.db) are attached to every connection under
 their schema name. Writers take the lock up front (BEGIN IMMEDIATE) so a check-then-act
 inside one transaction is exact even with many SMTP sessions at once.
+
+Writers of this process queue on a Python lock before BEGIN IMMEDIATE.
+SQLite's own busy handler polls with sleeps of up to 100 ms, so under many
+concurrent sessions a writer would sleep long after the lock came free;
+the in-process lock hands over at once and leaves busy_timeout for writers
+in other processes (the CLI, a second relay).
+
+`group` is a transaction for the hot path (a message's spool rows, a
+delivery outcome): work that threads hand in while a commit is running is
+done together in the next transaction, each piece in its own savepoint,
+and committed with one fsync (group commit, as Postfix-class MTAs and
+databases do). Nobody returns before the commit that holds its work is on
+disk.
 """
 from __future__ import annotations
 
@@ -13,13 +26,29 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
 
 # Set by the invoker while a handler runs; a transaction refuses to commit
 # once the handler's caller has already been told it timed out.
 commit_guard: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "commit_guard", default=None)
+
+
+@dataclass(eq=False)
+class _Work:
+    """One thread's piece of a group commit."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    guard: Callable[[], None] | None
+    ready: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
 
 class Store:
@@ -30,6 +59,10 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._writer = threading.Lock()
+        self._group_lock = threading.Lock()
+        self._waiting: list[_Work] = []
+        self._leading = False
         conn = self.connection()
         conn.execute("PRAGMA journal_mode=WAL")
         for name in self.attached:
@@ -58,7 +91,12 @@ class Store:
         conn = self.connection()
         depth = self._local.depth
         if depth == 0:
-            self._begin(conn)
+            self._writer.acquire()
+            try:
+                self._begin(conn)
+            except BaseException:
+                self._writer.release()
+                raise
         else:
             conn.execute(f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
@@ -81,6 +119,79 @@ class Store:
             raise
         finally:
             self._local.depth = depth
+            if depth == 0:
+                self._writer.release()
+
+    def group(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` in a write transaction, like `with transaction() as conn: return fn(conn)`.
+
+        The difference is that fn may run on another thread's connection, in
+        one transaction with other threads' work: each fn in its own
+        savepoint, so one that raises is rolled back alone and its exception
+        is raised here. fn must only use the connection it is given.
+        """
+        self.connection()
+        if self._local.depth:
+            with self.transaction() as conn:
+                return fn(conn)
+        work = _Work(fn, commit_guard.get())
+        with self._group_lock:
+            self._waiting.append(work)
+            if not self._leading:
+                self._leading = work.lead = True
+        if not work.lead:
+            work.ready.wait()
+        if not work.done:
+            self._lead_group()
+        if work.error is not None:
+            raise work.error
+        return work.result
+
+    def _lead_group(self) -> None:
+        """Run everything waiting as one transaction, then hand the lead to whoever queued meanwhile."""
+        with self._group_lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            self._commit_group(batch)
+        except BaseException as exc:
+            for work in batch:
+                if work.error is None:
+                    work.error, work.result = exc, None
+        finally:
+            with self._group_lock:
+                if self._waiting:
+                    self._waiting[0].lead = True
+                    self._waiting[0].ready.set()
+                else:
+                    self._leading = False
+            for work in batch:
+                work.done = True
+                work.ready.set()
+
+    def _commit_group(self, batch: list[_Work]) -> None:
+        """One BEGIN..COMMIT for the batch; raises (nothing committed) only if the transaction failed."""
+        conn = self.connection()
+        with self._writer:
+            self._begin(conn)
+            self._local.depth = 1
+            try:
+                for work in batch:
+                    conn.execute("SAVEPOINT grp")
+                    try:
+                        work.result = work.fn(conn)
+                        if work.guard is not None:
+                            work.guard()
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO grp")
+                        work.error, work.result = exc, None
+                    conn.execute("RELEASE grp")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.depth = 0
 
     @staticmethod
     def _begin(conn: sqlite3.Connection) -> None:
