@@ -61,7 +61,8 @@ def svg(activity: list[dict]) -> str:
                      f'text-anchor="end" fill="#57606a">{value}</text>')
     for i, day in enumerate(activity):
         if i % 7 == (len(activity) - 1) % 7:
-            parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="11" text-anchor="middle" '
+            anchor = "end" if i == len(activity) - 1 else "middle"
+            parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="11" text-anchor="{anchor}" '
                          f'fill="#57606a">{escape(day["day"][5:])}</text>')
     for name, colour in SERIES:
         points = " ".join(f"{x(i):.1f},{y(d[name]):.1f}" for i, d in enumerate(activity))
