@@ -8,6 +8,10 @@ cooperative. All four cover X-Atmos-Member-Did and Feedback-ID.
 from __future__ import annotations
 
 import base64
+import functools
+import json
+import os
+from pathlib import Path
 
 from functions import dkim_keys, message_headers, operator_keys
 from functions.dkim_signer import MessageSigner, SigningError
@@ -18,6 +22,23 @@ from runtime.errors import RelayError
 
 class SignRefused(RelayError):
     pass
+
+
+@functools.lru_cache(maxsize=4)
+def _operator_key_file(path: str, _inode: int, _mtime_ns: int, _size: int) -> tuple[list, list, float]:
+    """The parsed key file (current keys, previous keys, end of their overlap), read again only when it changes."""
+    doc = json.loads(Path(path).read_text())
+    previous = doc.get("previous") or {}
+    return ([operator_keys.OperatorKey(**k) for k in doc["keys"]],
+            [operator_keys.OperatorKey(**k) for k in previous.get("keys", [])], previous.get("until", 0))
+
+
+def operator_signing_keys(state_dir: str, now: float) -> list[operator_keys.OperatorKey]:
+    """operator_keys.signing_keys without reading and parsing the file for every message."""
+    path = operator_keys.path_for(state_dir)
+    st = os.stat(path)
+    current, previous, until = _operator_key_file(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    return current + previous if previous and until > now else list(current)
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
@@ -39,7 +60,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             signer.sign(domain, dkim_keys.ed25519_selector(base), row["dkim_ed_privkey"]),
         ]
         operator_domain = context.settings.operatorDomain
-        for key in operator_keys.signing_keys(context.settings.stateDir, now):
+        for key in operator_signing_keys(context.settings.stateDir, now):
             signatures.append(signer.sign(operator_domain, key.selector, key.private_pem))
     except SigningError as exc:
         raise SignRefused(replies.MESSAGE_MALFORMED.format(detail=str(exc)), detail=str(exc)) from exc

@@ -38,6 +38,11 @@ _ENHANCED_DEFAULT = {221: b"2.0.0", 250: b"2.0.0", 251: b"2.1.5", 252: b"2.5.0",
                      452: b"4.3.1", 454: b"4.7.0", 500: b"5.5.2", 501: b"5.5.4", 502: b"5.5.1",
                      503: b"5.5.1", 504: b"5.5.4", 530: b"5.7.0", 550: b"5.0.0", 552: b"5.3.4",
                      553: b"5.1.3", 554: b"5.3.0", 555: b"5.5.4"}
+# The `<local@domain>` paths nearly every client sends, in the subset of RFC 5321 syntax where
+# aiosmtpd's parser (email's header grammar, ~30 us a call) gives exactly the address and the rest.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})*)>[ \t]*(.*)\Z", re.S)
 _REWRITES = {
     b"552 Error: Too much mail data": str(replies.MESSAGE_TOO_BIG).encode(),
     b"552 Error: message size exceeds fixed maximum message size": str(replies.MESSAGE_TOO_BIG).encode(),
@@ -94,6 +99,14 @@ class RelaySMTP(SMTP):
         self._in_ehlo = False
         self.offers_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
         super().__init__(edge.handler, **kwargs)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parser, with a shortcut for plain paths (same results, see _PLAIN_PATH)."""
+        match = _PLAIN_PATH.match(arg) if arg else None
+        if match is None or match.group(3).startswith("(") or (
+                self.local_part_limit and len(match.group(1)) > self.local_part_limit):
+            return super()._getaddr(arg)
+        return f"{match.group(1)}@{match.group(2)}", match.group(3)
 
     @property
     def encrypted(self) -> bool:
