@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from functions import events, feedback, retry_policy, verp
 from functions.bounce_reasons import classify
-from functions.delivery_session import DeliverySession, Outcome
+from functions.delivery_session import ConnectionCache, DeliverySession, Outcome, connections
 from functions.mx_resolver import DnsFailure, resolve
 from runtime.context import LambdaContext
 
@@ -29,14 +29,19 @@ def handler(event: dict, context: LambdaContext) -> dict:
         batch.setdefault(item["queue_id"], []).append(item)
     counts = {"delivered": 0, "deferred": 0, "failed": 0, "expired": 0}
     key = verp.secret(context.store.connection())
+    cache_key: tuple = ()
     try:
         hosts = resolve(route, context.resolver())
-        session = DeliverySession(hosts, settings.delivery.port, settings.hostname,
-                                  settings.delivery.connectTimeout, settings.delivery.commandTimeout,
-                                  settings.delivery.requireTls)
+        cache_key = ConnectionCache.key(hosts, settings.delivery.port, settings.hostname,
+                                        settings.delivery.requireTls)
+        # An open connection left by an earlier batch to the same MX hosts, else a new one.
+        session = connections.take(cache_key, hosts) or DeliverySession(
+            hosts, settings.delivery.port, settings.hostname, settings.delivery.connectTimeout,
+            settings.delivery.commandTimeout, settings.delivery.requireTls)
         dns_failure = None
     except DnsFailure as exc:
         session, dns_failure = None, Outcome(exc.reply.code, exc.reply.status, exc.reply.text, "", False)
+    finished = False
     try:
         for queue_id, items in batch.items():
             try:
@@ -50,6 +55,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             still_open = None
             for item in items:
                 if context.get_remaining_time_in_millis() < MARGIN_MS:
+                    finished = True
                     return {"route": route, **counts, "stopped_early": True}
                 if dns_failure is not None:
                     outcome = dns_failure
@@ -60,9 +66,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
                 still_open = _settle(context, queue_id, envelope, item, outcome, counts)
             if still_open == 0:
                 context.spool.discard(queue_id)
+        finished = True
     finally:
         if session is not None:
-            session.close()
+            # Only a connection between transactions goes back; after an unexpected error it is closed.
+            if finished:
+                connections.give(cache_key, session)
+            else:
+                session.close()
     return {"route": route, **counts}
 
 

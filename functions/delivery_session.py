@@ -4,11 +4,21 @@ Hosts are tried in MX order until one greets; STARTTLS is used whenever
 offered (opportunistic, as RFC 3207 MTAs do; certificates are not checked
 unless `delivery.requireTls`, which also refuses to send in clear). A
 connection that breaks is reopened for the next recipient.
+
+Between batches an open connection waits in `ConnectionCache` for the next
+batch to the same MX hosts, as Postfix's scache does: under load the spool
+trigger hands over a batch every few milliseconds and a new connection
+costs a TCP handshake, a TLS handshake and two EHLOs on both ends. A
+reused connection is checked with NOOP first, so a server that went away
+meanwhile gets a fresh connection and the same outcome as without the
+cache.
 """
 from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 
 from functions.mx_resolver import MxHost
@@ -59,6 +69,8 @@ class DeliverySession:
         self.mx = ""
         self.tls = False
         self.failure: Outcome | None = None
+        self.opened_at = 0.0
+        self.reused = False
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -106,6 +118,7 @@ class DeliverySession:
                         self.smtp = self._open(host, address, use_tls)
                         self.mx = host.name
                         self.failure = None
+                        self.opened_at = time.monotonic()
                         return True
                     except ssl.SSLError as exc:
                         last = Outcome(451, "4.7.5", f"TLS with {host.name} failed: {exc}", host.name, False)
@@ -127,6 +140,10 @@ class DeliverySession:
 
     def send(self, sender: str, recipient: str, message: bytes, eight_bit: bool) -> Outcome:
         """One transaction: MAIL, RCPT, DATA. Never raises for the destination's answers."""
+        if self.reused:
+            self.reused = False
+            if not self._alive():
+                self.close()
         if self.smtp is None and not self.connect():
             assert self.failure is not None
             return self.failure
@@ -156,6 +173,13 @@ class DeliverySession:
             self.close()
             return Outcome(451, "4.4.2", f"connection to {mx} lost: {exc}", mx, False)
 
+    def _alive(self) -> bool:
+        """Whether a connection taken from the cache still answers."""
+        try:
+            return self.smtp is not None and self.smtp.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
     def _refused(self, code: int, raw: bytes) -> Outcome:
         status, text = split_reply(code, raw)
         outcome = Outcome(code, status, text, self.mx, self.tls)
@@ -179,3 +203,84 @@ class DeliverySession:
                 except OSError:
                     pass
             self.smtp = None
+
+
+class ConnectionCache:
+    """Idle connections by destination; one idle longer than `idle` or older than `lifetime` s is closed.
+
+    The limits are Postfix's (smtp_connection_cache_time_limit 2 s,
+    smtp_connection_reuse_time_limit 300 s); a timer closes what nobody
+    took in time, so an MX does not keep our idle connections open.
+    """
+
+    def __init__(self, idle: float = 2.0, lifetime: float = 300.0, per_destination: int = 16) -> None:
+        self.idle, self.lifetime, self.per_destination = idle, lifetime, per_destination
+        self._parked: dict[tuple, list[tuple[float, DeliverySession]]] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Timer | None = None
+
+    @staticmethod
+    def key(hosts: list[MxHost], port: int, helo: str, require_tls: bool) -> tuple:
+        return (port, helo, require_tls, tuple(sorted((h.name, h.addresses) for h in hosts)))
+
+    def take(self, key: tuple, hosts: list[MxHost]) -> DeliverySession | None:
+        now = time.monotonic()
+        found = None
+        with self._lock:
+            parked = self._parked.get(key, [])
+            while parked and found is None:
+                since, session = parked.pop()
+                if self._fresh(since, session, now):
+                    found = session
+            stale = self._prune(now)
+        for session in stale:
+            session.close()
+        if found is not None:
+            found.hosts = hosts
+            found.reused = True
+        return found
+
+    def give(self, key: tuple, session: DeliverySession) -> None:
+        now = time.monotonic()
+        if session.smtp is None:
+            return
+        with self._lock:
+            parked = self._parked.setdefault(key, [])
+            if len(parked) < self.per_destination and now - session.opened_at < self.lifetime:
+                parked.append((now, session))
+                session = None
+                if self._reaper is None:
+                    self._reaper = threading.Timer(self.idle, self._reap)
+                    self._reaper.daemon = True
+                    self._reaper.start()
+        if session is not None:
+            session.close()
+
+    def _fresh(self, since: float, session: DeliverySession, now: float) -> bool:
+        return now - since <= self.idle and now - session.opened_at < self.lifetime
+
+    def _prune(self, now: float) -> list[DeliverySession]:
+        stale = []
+        for key in list(self._parked):
+            keep = [(since, s) for since, s in self._parked[key] if self._fresh(since, s, now)]
+            stale += [s for since, s in self._parked[key] if not self._fresh(since, s, now)]
+            if keep:
+                self._parked[key] = keep
+            else:
+                del self._parked[key]
+        return stale
+
+    def _reap(self) -> None:
+        with self._lock:
+            self._reaper = None
+            stale = self._prune(time.monotonic() + 0.01)
+            if self._parked:
+                self._reaper = threading.Timer(self.idle, self._reap)
+                self._reaper.daemon = True
+                self._reaper.start()
+        for session in stale:
+            session.close()
+
+
+# Held by the process like the parsed DKIM keys; `atmos-relay deploy` reloads the module and starts it empty.
+connections = ConnectionCache()

@@ -93,12 +93,29 @@ def prune(conn: sqlite3.Connection, now: float) -> int:
         (int(now // 60) - 61, int(now // 3600) - 25)).rowcount
 
 
+# member_caps and usage in one statement: check runs at every RCPT and again inside the DATA
+# transaction, and each statement is a round trip through SQLite for the session's thread.
+_CHECK = (
+    "SELECT m.hourly_limit, m.daily_limit, m.approved_at,"
+    " (SELECT group_concat(val, char(31)) FROM labels.member_labels WHERE uri = m.did) AS labels,"
+    " (SELECT COALESCE(SUM(count), 0) FROM send_counters"
+    "  WHERE did = m.did AND granularity = 'm' AND bucket > ?) AS hour,"
+    " (SELECT COALESCE(SUM(count), 0) FROM send_counters"
+    "  WHERE did = m.did AND granularity = 'h' AND bucket > ?) AS day"
+    " FROM members m WHERE m.did = ?")
+
+
 def check(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Verdict | None:
     """None when `adding` more recipients fit in the member's caps, else what was exceeded."""
-    caps = member_caps(conn, context, did)
-    if caps is None:
+    now = context.clock.now()
+    row = conn.execute(_CHECK, (int(now // 60) - 60, int(now // 3600) - 24, did)).fetchone()
+    if row is None:
         return None
-    hour, day = usage(conn, did, context.clock.now())
+    settings = context.settings
+    member_labels = set(row["labels"].split("\x1f")) if row["labels"] else set()
+    caps = caps_for(row, member_labels, policy.load(settings.rulesFile), settings.limits.hourly,
+                    settings.limits.daily, now)
+    hour, day = int(row["hour"]), int(row["day"])
     if hour + adding > caps.hourly:
         return Verdict("hourly", caps.hourly, hour, caps.tier)
     if day + adding > caps.daily:

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ class Spool:
         for d in (self.messages, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._wakeups: list = []
+        # Group fsync of messages/: renames done before an fsync starts are covered by it.
+        self._dir_sync = threading.Condition()
+        self._dir_wanted = 0
+        self._dir_synced = 0
+        self._dir_busy = False
 
     def path_of(self, queue_id: str) -> Path:
         if not queue_id.isalnum():
@@ -87,8 +93,29 @@ class Spool:
         finally:
             os.close(fd)
         os.rename(tmp, self.path_of(queue_id))
-        _fsync_dir(self.messages)
+        self._sync_messages_dir()
         return queue_id
+
+    def _sync_messages_dir(self) -> None:
+        """fsync messages/ after a rename; puts that rename while one fsync runs share the next one."""
+        with self._dir_sync:
+            self._dir_wanted += 1
+            mine = self._dir_wanted
+            while self._dir_synced < mine:
+                if self._dir_busy:
+                    self._dir_sync.wait()
+                    continue
+                self._dir_busy, covering, done = True, self._dir_wanted, False
+                self._dir_sync.release()
+                try:
+                    _fsync_dir(self.messages)
+                    done = True
+                finally:
+                    self._dir_sync.acquire()
+                    self._dir_busy = False
+                    if done:
+                        self._dir_synced = max(self._dir_synced, covering)
+                    self._dir_sync.notify_all()
 
     def register(self, conn: sqlite3.Connection, queue_id: str, recipients: Iterable[tuple[str, str]],
                  now: float, not_before: float | None = None) -> None:
@@ -126,21 +153,27 @@ class Spool:
 
     def lease(self, items: list[Due], until: float, token: str) -> list[Due]:
         """Claim items for one delivery run; returns those not claimed by someone else meanwhile."""
-        claimed: list[Due] = []
+        if not items:
+            return []
         now = self.clock.now()
+        # One statement for the batch (each key an index search; `+state` keeps the planner off spool_due).
+        keys = " OR ".join(["(queue_id = ? AND recipient = ?)"] * len(items))
+        params: list = [until, token, now]
+        for item in items:
+            params += (item.queue_id, item.recipient)
         with self.store.transaction() as conn:
-            for item in items:
-                cur = conn.execute(
-                    "UPDATE spool_recipients SET lease_until = ?, lease_token = ?"
-                    " WHERE queue_id = ? AND recipient = ? AND state = 'queued'"
-                    " AND (lease_until IS NULL OR lease_until < ?)",
-                    (until, token, item.queue_id, item.recipient, now))
-                if cur.rowcount:
-                    claimed.append(item)
-        return claimed
+            taken = {(r[0], r[1]) for r in conn.execute(
+                "UPDATE spool_recipients SET lease_until = ?, lease_token = ?"
+                " WHERE +state = 'queued' AND (lease_until IS NULL OR lease_until < ?)"
+                f" AND ({keys}) RETURNING queue_id, recipient", params).fetchall()}
+        return [item for item in items if (item.queue_id, item.recipient) in taken]
 
     def release(self, token: str, retry_at: float) -> int:
         """Give back what a run left unsettled (its handler failed), to be tried at `retry_at`."""
+        # Usually the run settled everything: a read says so without taking the write lock.
+        if self.store.query_one("SELECT 1 FROM spool_recipients WHERE lease_token = ? AND state = 'queued'"
+                                " LIMIT 1", (token,)) is None:
+            return 0
         with self.store.transaction() as conn:
             cur = conn.execute(
                 "UPDATE spool_recipients SET lease_until = NULL, lease_token = NULL, next_attempt_at = ?"
