@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.relay import enroll_published
 from harness.smtp import message, submission
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "shared" / "reference" / "runbook.md"
@@ -188,3 +189,27 @@ def test_the_wizard_throttles_one_address(relay):
     assert status == 429 and "too many enrollments" in body["error"]
     assert relay.logs("enroll.refused", reason="throttled")
     assert relay.cli_json("member", "list") == []
+
+
+def test_queue_page_shows_who_waits_and_what_the_mx_said(mail_relay, dns_server, sink_mx):
+    sink_mx.behave(rcpt={"busy@": "451 4.2.1 Mailbox busy, try later"})
+    relay = mail_relay()
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    s = submission(relay)
+    s.login(DOMAIN, member["apiKey"])
+    for to in ("busy@recipient.test", "fine@recipient.test"):
+        s.sendmail(f"noreply@{DOMAIN}", [to], message(f"noreply@{DOMAIN}", to))
+    s.quit()
+    relay.wait_for("delivery.result", status="deferred", timeout=30)
+    relay.wait_for("delivery.result", status="delivered", timeout=30)
+    queued = relay.http_json("/admin/queue")
+    assert [r["recipient"] for r in queued["recipients"]] == ["busy@recipient.test"]
+    row = queued["recipients"][0]
+    assert row["did"] == DID and row["state"] == "queued" and row["attempts"] >= 1
+    assert row["lastCode"] == 451 and "Mailbox busy" in row["lastReply"] and row["destination"] == "recipient.test"
+    assert queued["summary"]["delivered"] == 1
+    everything = relay.http_json(f"/admin/queue?state=&did={DID}")
+    assert {r["recipient"] for r in everything["recipients"]} == {"busy@recipient.test", "fine@recipient.test"}
+    status, page, _ = relay.http("GET", "/admin/queue", headers={"Accept": "text/html"})
+    assert status == 200 and 'data-recipient="busy@recipient.test"' in page and "Mailbox busy" in page
+    assert relay.http("GET", "/admin/queue?state=stuck")[0] == 400

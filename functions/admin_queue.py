@@ -1,0 +1,47 @@
+"""`admin-queue`: the delivery queue as an operator reads it during "Mail is not being delivered".
+
+Which recipients wait, for whom (member DID and Message-ID from
+`sent_messages`), how many attempts, when the next one is due and what
+the receiving MX last said. Read-only: the spool owns its rows.
+"""
+from __future__ import annotations
+
+from functions import admin_auth, http_api, web_pages
+from runtime.context import LambdaContext
+
+STATES = ("queued", "delivered", "failed", "expired")
+DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
+
+
+def handler(event: dict, context: LambdaContext) -> dict:
+    conn = context.store.connection()
+    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
+    if admin is None:
+        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    state = http_api.query(event, "state", "queued").strip()
+    did, domain = http_api.query(event, "did").strip(), http_api.query(event, "domain").strip().lower()
+    if state and state not in STATES:
+        return http_api.error(event, 400, f"state must be one of {', '.join(STATES)} (or empty for all)")
+    try:
+        limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)
+    except ValueError:
+        return http_api.error(event, 400, "limit must be an integer")
+    rows = conn.execute(
+        "SELECT r.queue_id, r.recipient, r.route, r.state, r.attempts, r.next_attempt_at, r.last_code, r.last_text,"
+        " r.created_at, r.updated_at, s.did, s.message_id, s.member_domain"
+        " FROM spool_recipients r LEFT JOIN sent_messages s ON s.queue_id = r.queue_id"
+        " WHERE (? = '' OR r.state = ?) AND (? = '' OR s.did = ?) AND (? = '' OR r.route = ?)"
+        " ORDER BY r.created_at DESC LIMIT ?",
+        (state, state, did, did, domain, domain, limit)).fetchall()
+    summary = {r["state"]: r["n"] for r in conn.execute(
+        "SELECT state, COUNT(*) AS n FROM spool_recipients GROUP BY state")}
+    listed = [{"queueId": r["queue_id"], "messageId": r["message_id"], "did": r["did"],
+               "memberDomain": r["member_domain"], "recipient": r["recipient"], "destination": r["route"],
+               "state": r["state"], "attempts": r["attempts"],
+               "nextAttemptAt": r["next_attempt_at"] if r["state"] == "queued" else None,
+               "lastCode": r["last_code"], "lastReply": r["last_text"] or "",
+               "queuedAt": r["created_at"], "updatedAt": r["updated_at"]} for r in rows]
+    if http_api.wants_json(event):
+        return http_api.json_response(200, {"summary": summary, "recipients": listed, "count": len(listed)})
+    return web_pages.page(200, "queue.html", summary=summary, recipients=listed, state=state, states=STATES,
+                          did=did, domain=domain, csrf=admin_auth.csrf_token(conn, admin))
