@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from functions import (activity_chart, admin_auth, attestation, dkim_dns_check, dkim_keys, http_api, labels, limits,
-                       members, web_pages)
+                       members, suppression, web_pages)
 from functions.identifiers import InvalidIdentifier, normalize_did
 from runtime.context import LambdaContext
 
@@ -59,7 +59,8 @@ def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) ->
         "SELECT id, action_name, created_at, verdicts FROM relay_events WHERE sender_did = ?"
         " ORDER BY id DESC LIMIT 20", (did,))]
     return {**view, "labelDetails": labels.details(conn, did), **_caps(conn, context, did),
-            "domainChecks": domains, "activity": activity, "recentEvents": recent}
+            "domainChecks": domains, "activity": activity, "recentEvents": recent,
+            "suppressions": suppression.entries(conn, did, context.clock.now())}
 
 
 def handler(event: dict, context: LambdaContext) -> dict:

@@ -123,7 +123,11 @@ def test_admin_pages_answer_json(relay):
     assert relay.http_json("/admin/members?status=pending")["members"] == []
     detail = relay.http_json(f"/admin/members/{DID}")
     assert [c["status"] for c in detail["domainChecks"][0]["dkim"]] in (["missing", "missing"], ["error", "error"])
-    assert len(detail["activity"]) == 30 and detail["hourlyCap"] == 5
+    assert len(detail["activity"]) == 30 and detail["hourlyCap"] == 5 and detail["suppressions"] == []
+    relay.http("POST", f"/admin/member/{DID}/suppressions", data=b'{"recipient": "gone@recipient.test"}',
+               headers={"Content-Type": "application/json"})
+    status, page, _ = relay.http("GET", f"/admin/members/{DID}", headers={"Accept": "text/html"})
+    assert "Suppressed recipients (1)" in page and "gone@recipient.test" in page
     status, body, _ = relay.http("GET", "/admin/members?status=bogus")
     assert status == 400
 
