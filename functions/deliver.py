@@ -14,7 +14,7 @@ from collections import OrderedDict
 from functions import events, feedback, retry_policy, verp
 from functions.bounce_reasons import classify
 from functions.delivery_session import ConnectionCache, DeliverySession, Outcome, connections
-from functions.mx_resolver import DnsFailure, resolve
+from functions.mx_resolver import DnsFailure, answers, resolve
 from runtime.context import LambdaContext
 
 # Stop starting new transactions when less than this is left of the invocation.
@@ -31,7 +31,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     key = verp.secret(context.store.connection())
     cache_key: tuple = ()
     try:
-        hosts = resolve(route, context.resolver())
+        resolver = context.resolver()
+        resolver.cache = answers
+        hosts = resolve(route, resolver)
         cache_key = ConnectionCache.key(hosts, settings.delivery.port, settings.hostname,
                                         settings.delivery.requireTls)
         # An open connection left by an earlier batch to the same MX hosts, else a new one.

@@ -5,6 +5,11 @@ resolved to its addresses; no MX means the domain's own A/AAAA ("implicit
 MX"); a lone `MX 0 .` means the domain accepts no mail. A domain that does
 not exist fails permanently; a resolver that cannot answer fails
 temporarily, so the message waits rather than bounces.
+
+`answers` keeps what delivery looked up for the records' TTL, as the local
+caching resolver of an MTA host does, so a busy destination costs three
+queries per TTL rather than per batch. Only delivery uses it: a DKIM or
+attestation check elsewhere always asks afresh.
 """
 from __future__ import annotations
 
@@ -15,6 +20,10 @@ import dns.exception
 import dns.resolver
 
 from runtime.replies import Reply
+
+
+# Held by the process, like the parsed DKIM keys; entries expire with their TTL.
+answers = dns.resolver.Cache()
 
 
 class DnsFailure(Exception):

@@ -161,11 +161,14 @@ class Spool:
         params: list = [until, token, now]
         for item in items:
             params += (item.queue_id, item.recipient)
-        with self.store.transaction() as conn:
-            taken = {(r[0], r[1]) for r in conn.execute(
+
+        def claim(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+            return {(r[0], r[1]) for r in conn.execute(
                 "UPDATE spool_recipients SET lease_until = ?, lease_token = ?"
                 " WHERE +state = 'queued' AND (lease_until IS NULL OR lease_until < ?)"
                 f" AND ({keys}) RETURNING queue_id, recipient", params).fetchall()}
+
+        taken = self.store.group(claim)
         return [item for item in items if (item.queue_id, item.recipient) in taken]
 
     def release(self, token: str, retry_at: float) -> int:
