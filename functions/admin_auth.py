@@ -80,6 +80,14 @@ def authenticate(event: dict, conn: sqlite3.Connection, admin_token: str, now: f
     return Admin("session", session) if session else None
 
 
+def admit(event: dict, conn: sqlite3.Connection, admin_token: str) -> tuple[Admin | None, dict | None]:
+    """(the admin, None), or (None, the refusal to send back) for every admin route alike."""
+    admin = authenticate(event, conn, admin_token)
+    if admin is None:
+        return None, denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    return admin, None
+
+
 def csrf_token(conn: sqlite3.Connection, admin: Admin) -> str:
     return _sign(_secret(conn), f"csrf:{admin.session}") if admin.via == "session" else ""
 

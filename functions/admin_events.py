@@ -24,9 +24,9 @@ def _decoded(text: str) -> Any:
 
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
-    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
-    if admin is None:
-        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
+    if refusal:
+        return refusal
     did, action = http_api.query(event, "did").strip(), http_api.query(event, "action").strip()
     try:
         limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)

@@ -25,9 +25,9 @@ def _back(form: dict[str, str], did: str) -> str:
 
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
-    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
-    if admin is None:
-        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
+    if refusal:
+        return refusal
     action = (event.get("rawPath") or "").rstrip("/").rsplit("/", 1)[-1]
     if action not in ACTIONS:
         return http_api.error(event, 404, f"no such member action {action!r}")

@@ -65,9 +65,9 @@ def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) ->
 
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
-    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
-    if admin is None:
-        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
+    if refusal:
+        return refusal
     csrf = admin_auth.csrf_token(conn, admin)
     raw_did = http_api.path_param(event, "did")
     if not raw_did:

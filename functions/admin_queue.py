@@ -15,9 +15,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
-    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
-    if admin is None:
-        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
+    if refusal:
+        return refusal
     state = http_api.query(event, "state", "queued").strip()
     did, domain = http_api.query(event, "did").strip(), http_api.query(event, "domain").strip().lower()
     if state and state not in STATES:

@@ -8,9 +8,10 @@ its current API keys; an operator without it uses `atmos-relay member enroll`.
 from __future__ import annotations
 
 import sqlite3
+from email.utils import parseaddr
 
 from functions import http_api, member_setup, members, web_pages
-from functions.identifiers import InvalidIdentifier, normalize_did, normalize_domain
+from functions.identifiers import InvalidIdentifier, address_domain, normalize_did, normalize_domain
 from runtime.context import LambdaContext
 
 FIELDS = ("did", "domain", "contact", "forwardTo", "currentApiKey")
@@ -34,9 +35,9 @@ def prune_attempts(conn: sqlite3.Connection, now: float) -> int:
 
 
 def _check_address(value: str, what: str) -> str:
+    """A bare address (no display name) at a valid domain, or empty."""
     value = value.strip()
-    if value and (len(value) > _EMAIL_MAX or value.count("@") != 1 or "." not in value.rpartition("@")[2]
-                  or any(c.isspace() for c in value)):
+    if value and (len(value) > _EMAIL_MAX or parseaddr(value)[1] != value or not address_domain(value)):
         raise InvalidIdentifier(f"{what} is not an email address: {value!r}")
     return value
 

@@ -15,9 +15,9 @@ from runtime.context import LambdaContext
 
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
-    admin = admin_auth.authenticate(event, conn, context.settings.adminToken)
-    if admin is None:
-        return admin_auth.denied(event, had_credentials=bool(http_api.header(event, "authorization")))
+    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
+    if refusal:
+        return refusal
     try:
         did = normalize_did(unquote(http_api.path_param(event, "did")))
     except InvalidIdentifier as exc:
