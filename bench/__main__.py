@@ -18,10 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import classify, events, load, signing, web  # noqa: E402
-from harness.dns import Bind  # noqa: E402
+from bench import classify, events, load, rig, signing, web  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
-from harness.relay import Relay, enroll_published  # noqa: E402
 
 DID = "did:plc:benchbenchbenchbenchbenc"
 DOMAIN = "bench.example"
@@ -36,44 +34,30 @@ def wait_delivered(mx: SinkMX, count: int, timeout: float) -> float:
     raise RuntimeError(f"only {len(list(mx.maildir.glob('*.eml')))} of {count} delivered within {timeout}s")
 
 
+def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: int) -> dict:
+    """The same load and the same figures for whichever MTA `target` points at."""
+    load.run(target, clients * 2, clients, size)  # warm-up: imports, key cache, connections
+    wait_delivered(mx, clients * 2, 120)
+    before = len(list(mx.maildir.glob("*.eml")))
+    started = time.perf_counter()
+    accepted = load.run(target, messages, clients, size)
+    done = wait_delivered(mx, before + messages, 600)
+    sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
+    wait_delivered(mx, before + messages + sessions.messages, 600)
+    return {
+        "accepted_per_s": accepted.rate,
+        "delivered_end_to_end_per_s": messages / (done - started),
+        "data_to_250_p50_ms": accepted.percentile(50) * 1000,
+        "data_to_250_p95_ms": accepted.percentile(95) * 1000,
+        "sessions_per_s": sessions.rate,
+        "connect_tls_auth_to_250_p50_ms": sessions.percentile(50) * 1000,
+        "connect_tls_auth_to_250_p95_ms": sessions.percentile(95) * 1000,
+    }
+
+
 def bench_relay(work: Path, messages: int, clients: int, size: int) -> dict:
-    bind = Bind(work / "bind").start()
-    mx = SinkMX(work / "mx").start()
-    policy = work / "policy.yml"
-    policy.write_text("warming:\n  tiers: []\n")
-    relay = Relay(work / "relay", config={
-        **bind.config, "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
-        "delivery": {"port": mx.port, "concurrency": 32, "perDomainConcurrency": 8},
-        "smtp": {"authFailureLimit": 1000},
-    })
-    try:
-        relay.start()
-        bind.publish(relay.logs("operator_dkim.first_boot")[0]["records"])
-        bind.mail_domain("recipient.test")
-        member = enroll_published(relay, bind, DID, DOMAIN)
-        target = load.Target("127.0.0.1", relay.ports["submission"], DOMAIN, member["apiKey"],
-                             f"noreply@{DOMAIN}", "recipient.test")
-        load.run(target, clients * 2, clients, size)  # warm-up: imports, key cache, connections
-        wait_delivered(mx, clients * 2, 120)
-        before = len(list(mx.maildir.glob("*.eml")))
-        started = time.perf_counter()
-        accepted = load.run(target, messages, clients, size)
-        done = wait_delivered(mx, before + messages, 600)
-        sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
-        wait_delivered(mx, before + messages + sessions.messages, 600)
-        return {
-            "accepted_per_s": accepted.rate,
-            "delivered_end_to_end_per_s": messages / (done - started),
-            "data_to_250_p50_ms": accepted.percentile(50) * 1000,
-            "data_to_250_p95_ms": accepted.percentile(95) * 1000,
-            "sessions_per_s": sessions.rate,
-            "connect_tls_auth_to_250_p50_ms": sessions.percentile(50) * 1000,
-            "connect_tls_auth_to_250_p95_ms": sessions.percentile(95) * 1000,
-        }
-    finally:
-        relay.stop()
-        mx.stop()
-        bind.stop()
+    with rig.member_relay(work, "", DID, DOMAIN, {"concurrency": 32, "perDomainConcurrency": 8}) as (_, mx, target):
+        return measure(target, mx, messages, clients, size)
 
 
 def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | None:
@@ -95,23 +79,7 @@ def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | 
     try:
         postfix.start()
         target = load.Target("127.0.0.1", postfix.listen_port, None, None, f"noreply@{DOMAIN}", "recipient.test")
-        load.run(target, clients * 2, clients, size)
-        wait_delivered(mx, clients * 2, 120)
-        before = len(list(mx.maildir.glob("*.eml")))
-        started = time.perf_counter()
-        accepted = load.run(target, messages, clients, size)
-        done = wait_delivered(mx, before + messages, 600)
-        sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
-        wait_delivered(mx, before + messages + sessions.messages, 600)
-        return {
-            "accepted_per_s": accepted.rate,
-            "delivered_end_to_end_per_s": messages / (done - started),
-            "data_to_250_p50_ms": accepted.percentile(50) * 1000,
-            "data_to_250_p95_ms": accepted.percentile(95) * 1000,
-            "sessions_per_s": sessions.rate,
-            "connect_tls_auth_to_250_p50_ms": sessions.percentile(50) * 1000,
-            "connect_tls_auth_to_250_p95_ms": sessions.percentile(95) * 1000,
-        }
+        return measure(target, mx, messages, clients, size)
     finally:
         postfix.stop()
         mx.stop()

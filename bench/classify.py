@@ -165,26 +165,9 @@ def _inbound_rows(relay) -> list[tuple]:
 
 
 def end_to_end(work: Path, count: int = 300, clients: int = 8) -> dict[str, float]:
-    from bench import load
-    from harness.dns import Bind
-    from harness.mx import SinkMX
-    from harness.relay import Relay, enroll_published
+    from bench import load, rig
 
-    bind = Bind(work / "cl-bind").start()
-    sink = SinkMX(work / "cl-mx").start()
-    policy = work / "cl-policy.yml"
-    policy.write_text("warming:\n  tiers: []\n")
-    relay = Relay(work / "cl-relay", config={
-        **bind.config, "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
-        "delivery": {"port": sink.port}, "smtp": {"authFailureLimit": 1000},
-    })
-    try:
-        relay.start()
-        bind.publish(relay.logs("operator_dkim.first_boot")[0]["records"])
-        bind.mail_domain("recipient.test")
-        member = enroll_published(relay, bind, DID, DOMAIN)
-        target = load.Target("127.0.0.1", relay.ports["submission"], DOMAIN, member["apiKey"],
-                             f"noreply@{DOMAIN}", "recipient.test")
+    with rig.member_relay(work, "cl-", DID, DOMAIN) as (relay, sink, target):
         load.run(target, count, clients, 500)
         delivered = sink.wait_for(count, timeout=300)
         dsns = [(meta["mail_from"], dsn(meta["mail_from"], raw, meta["rcpt_tos"][0], n))
@@ -205,10 +188,6 @@ def end_to_end(work: Path, count: int = 300, clients: int = 8) -> dict[str, floa
             "mx_dsns_sent": len(dsns),
             "mx_dsns_bounce_attributed": sum(1 for c, did in rows if c == "bounce" and did == DID),
         }
-    finally:
-        relay.stop()
-        sink.stop()
-        bind.stop()
 
 
 def run(work: Path, dsns: int = 300, clients: int = 8, seconds: float = 3.0,
