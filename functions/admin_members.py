@@ -20,10 +20,12 @@ STATUSES = ("pending", "active", "suspended")
 
 
 def _caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[str, Any]:
-    caps = limits.member_caps(conn, context, did)
-    hour, day = limits.usage(conn, did, context.clock.now())
-    return {"tier": caps.tier if caps else "", "hourlyCap": caps.hourly if caps else 0,
-            "dailyCap": caps.daily if caps else 0, "sentLastHour": hour, "sent24h": day}
+    found = limits.standing(conn, context, did)
+    if found is None:
+        return {"tier": "", "hourlyCap": 0, "dailyCap": 0, "sentLastHour": 0, "sent24h": 0}
+    caps, hour, day = found
+    return {"tier": caps.tier, "hourlyCap": caps.hourly, "dailyCap": caps.daily, "sentLastHour": hour,
+            "sent24h": day}
 
 
 def member_rows(conn: sqlite3.Connection, context: LambdaContext, status: str) -> list[dict[str, Any]]:

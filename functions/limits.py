@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from functions import labels, policy
+from functions import policy
 from runtime.context import LambdaContext
 
 
@@ -57,28 +57,6 @@ def caps_for(member: sqlite3.Row, member_labels: set[str], pol: policy.Policy, d
     return Caps(tier_name, hourly, daily, tuple(sorted(member_labels)))
 
 
-def member_caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> Caps | None:
-    member = conn.execute("SELECT hourly_limit, daily_limit, approved_at FROM members WHERE did = ?",
-                          (did,)).fetchone()
-    if member is None:
-        return None
-    settings = context.settings
-    return caps_for(member, labels.current(conn, did), policy.load(settings.rulesFile),
-                    settings.limits.hourly, settings.limits.daily, context.clock.now())
-
-
-def usage(conn: sqlite3.Connection, did: str, now: float) -> tuple[int, int]:
-    """Recipients accepted in the last 60 minutes and the last 24 hours."""
-    minute, hour = int(now // 60), int(now // 3600)
-    row = conn.execute(
-        "SELECT COALESCE(SUM(CASE WHEN granularity = 'm' AND bucket > ? THEN count END), 0) AS hour,"
-        " COALESCE(SUM(CASE WHEN granularity = 'h' AND bucket > ? THEN count END), 0) AS day"
-        " FROM send_counters WHERE did = ? AND ((granularity = 'm' AND bucket > ?) OR"
-        " (granularity = 'h' AND bucket > ?))",
-        (minute - 60, hour - 24, did, minute - 60, hour - 24)).fetchone()
-    return int(row["hour"]), int(row["day"])
-
-
 def record(conn: sqlite3.Connection, did: str, recipients: int, now: float) -> None:
     for granularity, bucket in (("m", int(now // 60)), ("h", int(now // 3600))):
         conn.execute(
@@ -93,9 +71,9 @@ def prune(conn: sqlite3.Connection, now: float) -> int:
         (int(now // 60) - 61, int(now // 3600) - 25)).rowcount
 
 
-# member_caps and usage in one statement: check runs at every RCPT and again inside the DATA
+# Caps and usage in one statement: check runs at every RCPT and again inside the DATA
 # transaction, and each statement is a round trip through SQLite for the session's thread.
-_CHECK = (
+_STANDING = (
     "SELECT m.hourly_limit, m.daily_limit, m.approved_at,"
     " (SELECT group_concat(val, char(31)) FROM labels.member_labels WHERE uri = m.did) AS labels,"
     " (SELECT COALESCE(SUM(count), 0) FROM send_counters"
@@ -105,17 +83,25 @@ _CHECK = (
     " FROM members m WHERE m.did = ?")
 
 
-def check(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Verdict | None:
-    """None when `adding` more recipients fit in the member's caps, else what was exceeded."""
+def standing(conn: sqlite3.Connection, context: LambdaContext, did: str) -> tuple[Caps, int, int] | None:
+    """The member's caps now, and recipients accepted in the last 60 minutes and 24 hours."""
     now = context.clock.now()
-    row = conn.execute(_CHECK, (int(now // 60) - 60, int(now // 3600) - 24, did)).fetchone()
+    row = conn.execute(_STANDING, (int(now // 60) - 60, int(now // 3600) - 24, did)).fetchone()
     if row is None:
         return None
     settings = context.settings
     member_labels = set(row["labels"].split("\x1f")) if row["labels"] else set()
     caps = caps_for(row, member_labels, policy.load(settings.rulesFile), settings.limits.hourly,
                     settings.limits.daily, now)
-    hour, day = int(row["hour"]), int(row["day"])
+    return caps, int(row["hour"]), int(row["day"])
+
+
+def check(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Verdict | None:
+    """None when `adding` more recipients fit in the member's caps, else what was exceeded."""
+    found = standing(conn, context, did)
+    if found is None:
+        return None
+    caps, hour, day = found
     if hour + adding > caps.hourly:
         return Verdict("hourly", caps.hourly, hour, caps.tier)
     if day + adding > caps.daily:
