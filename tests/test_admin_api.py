@@ -17,7 +17,7 @@ import pytest
 from harness.relay import enroll_published
 from harness.smtp import message, submission
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "shared" / "reference" / "runbook.md"
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"
 RUNBOOK_HOST = "http://atmos-relay.internal.example:8080"
 DID = "did:plc:adminapiadminapiadminapi"
 DOMAIN = "pds.adminapi.example"
