@@ -48,15 +48,16 @@ def test_two_workers_share_the_partitions_and_a_killed_one_loses_nothing(kafka_r
     try:
         for worker in workers:
             worker.wait_ready()
-        now = time.time()
-        first = [action("relay_attempt", did, now - 600 + i, recipients=[f"a{i}@recipient.test"],
+        # All within one clock hour: sends_1h weights the older hour bucket by the part of it still in the window.
+        start = (int(time.time() - 900) // 3600) * 3600 + 60
+        first = [action("relay_attempt", did, start + i, recipients=[f"a{i}@recipient.test"],
                         message_id=f"<a{i}>") for i in range(10) for did in MEMBERS]
         relay.cli_json("events", "replay", str(write_jsonl(tmp_path / "first.jsonl", first)))
         wait_for(lambda: len(results(relay)) >= len(first), what="first batch of results")
         processed_by = {r["ProcessedBy"] for r in results(relay)}
         assert len(processed_by) == 2, processed_by
 
-        second = [action("relay_attempt", did, now - 300 + i, recipients=[f"b{i}@recipient.test"],
+        second = [action("relay_attempt", did, start + 300 + i, recipients=[f"b{i}@recipient.test"],
                          message_id=f"<b{i}>") for i in range(10) for did in MEMBERS]
         relay.cli_json("events", "replay", str(write_jsonl(tmp_path / "second.jsonl", second)))
         wait_for(lambda: len(results(relay)) >= len(first) + 20, what="some of the second batch")
