@@ -21,10 +21,23 @@ def chromium() -> webdriver.Chrome:
 
 
 def click_and_load(driver: webdriver.Chrome, element, timeout: float = 30) -> None:
-    """Click something that submits or navigates, and wait until the new page has replaced the old one."""
-    from selenium.webdriver.support import expected_conditions
+    """Click something that submits or navigates, and wait until a new document has fully loaded.
+
+    The old page is marked with a window property instead of watched through an element
+    reference: while a navigation is in flight Chromium may answer questions about a detached
+    node with an "unknown error" rather than a stale-element error.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old_page = driver.find_element("tag name", "html")
+    driver.execute_script("window.__atmosOldPage = true;")
     element.click()
-    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(old_page))
+
+    def new_page_loaded(drv) -> bool:
+        try:
+            return bool(drv.execute_script(
+                "return window.__atmosOldPage === undefined && document.readyState === 'complete';"))
+        except WebDriverException:
+            return False
+
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(new_page_loaded)
