@@ -103,6 +103,10 @@ SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+# One instance per action: building a schema costs more than loading an event with it, and load() keeps no state.
+_LOADERS: dict[str, Schema] = {name: schema() for name, schema in SCHEMAS.items()}
+
+
 class EventError(ValueError):
     pass
 
@@ -117,11 +121,11 @@ def rfc3339(when: float) -> str:
 
 
 def envelope(action_name: str, data: dict[str, Any], when: float, action_id: int | None = None) -> dict[str, Any]:
-    schema = SCHEMAS.get(action_name)
-    if schema is None:
+    loader = _LOADERS.get(action_name)
+    if loader is None:
         raise EventError(f"no schema for action {action_name!r}")
     try:
-        clean = schema().load(data)
+        clean = loader.load(data)
     except ValidationError as exc:
         raise EventError(f"{action_name}: {exc.messages}") from exc
     return {

@@ -1,8 +1,10 @@
 """The stream apps without Kafka: the same `rules.process`, run in-process over the SQLite outbox.
 
-Each action is handled in one transaction: read the member's state, process,
-write the state, append the execution result to the outbox and move the
-consumer offset. A crash between actions loses nothing and repeats nothing.
+A batch of actions is handled in one transaction: each member's state is
+read once, every action is processed in order, each changed state is
+written once, the execution results are appended to the outbox and the
+consumer offset moves. A crash between batches loses nothing and repeats
+nothing.
 """
 from __future__ import annotations
 
@@ -37,27 +39,35 @@ class EmbeddedReputation:
             return 0
         pol = policy.load(self.settings.rulesFile)
         with self.store.transaction() as conn:
+            states: dict[str, dict | None] = {}
+            changed: set[str] = set()
             for record in records:
-                self._one(conn, pol, record)
+                self._one(conn, pol, record, states, changed)
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO reputation_state (did, state, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (did) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                [(did, json.dumps(states[did], separators=(",", ":")), now) for did in sorted(changed)])
             self.bus.commit(conn, GROUP, topic, records[-1].offset)
         return len(records)
 
-    def _one(self, conn, pol: policy.Policy, record: Record) -> None:
+    def _one(self, conn, pol: policy.Policy, record: Record, states: dict[str, dict | None],
+             changed: set[str]) -> None:
         try:
             did = str(record.value["data"]["data"]["sender_did"])
         except (KeyError, TypeError):
             self.log.warning("stream.action_malformed", offset=record.offset)
             return
-        row = conn.execute("SELECT state FROM reputation_state WHERE did = ?", (did,)).fetchone()
-        state = json.loads(row["state"]) if row else None
+        if did not in states:
+            row = conn.execute("SELECT state FROM reputation_state WHERE did = ?", (did,)).fetchone()
+            states[did] = json.loads(row["state"]) if row else None
         try:
-            state, result = rules.process(pol, state, record.value, record.timestamp)
+            state, result = rules.process(pol, states[did], record.value, record.timestamp)
         except (KeyError, TypeError, ValueError) as exc:
             self.log.warning("stream.action_malformed", offset=record.offset, error=repr(exc))
             return
-        conn.execute("INSERT INTO reputation_state (did, state, updated_at) VALUES (?, ?, ?)"
-                     " ON CONFLICT (did) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                     (did, json.dumps(state, separators=(",", ":")), time.time()))
+        states[did] = state
+        changed.add(did)
         if result is not None:
             result["ProcessedBy"] = f"embedded:{os.getpid()}"
             self.bus.publish(conn, RESULTS_TOPIC, did, result)

@@ -8,7 +8,6 @@ least once) is counted once.
 """
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
@@ -35,10 +34,12 @@ def empty(did: str) -> dict[str, Any]:
 
 
 def _bump(state: dict, when: float, counter: str, amount: int = 1) -> None:
+    """Bucket dicts are replaced, never changed in place: they may be shared with the state we were given."""
     for scale, key in ((3600, "hours"), (86400, "days")):
         bucket = str(int(when // scale))
-        slot = state[key].setdefault(bucket, {})
+        slot = dict(state[key].get(bucket) or {})
         slot[counter] = slot.get(counter, 0) + amount
+        state[key][bucket] = slot
 
 
 def _trim(state: dict, when: float) -> None:
@@ -52,8 +53,8 @@ def already_seen(state: dict, action_id: int) -> bool:
 
 
 def apply(state: dict[str, Any], action_id: int, name: str, data: dict[str, Any], when: float) -> dict[str, Any]:
-    """The state after one action; the input is not modified."""
-    state = copy.deepcopy(state)
+    """The state after one action; the input is not modified (only what changes is copied)."""
+    state = {**state, "hours": dict(state.get("hours") or {}), "days": dict(state.get("days") or {})}
     state["seen"] = (state.get("seen", []) + [action_id])[-SEEN_KEPT:]
     state["last_event_at"] = max(when, state.get("last_event_at") or when)
     state["first_event_at"] = min(when, state.get("first_event_at") or when)
