@@ -82,6 +82,7 @@ class FunctionRuntime:
         self.manifest_path = Path(manifest_path)
         self._lock = threading.Lock()
         self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._version = 0
         self.current: Deployment | None = None
         self.stats: dict[str, dict[str, float]] = {}
@@ -144,8 +145,16 @@ class FunctionRuntime:
                     self._pools[key] = pool
         return pool
 
-    def _submit(self, name: str, event: dict, deployment: Deployment | None,
-                parent_deadline: float | None) -> tuple[concurrent.futures.Future, float, FunctionSpec]:
+    def _slots(self, spec: FunctionSpec) -> threading.BoundedSemaphore:
+        key = f"{spec.name}:{spec.reservedConcurrency}"
+        slots = self._semaphores.get(key)
+        if slots is None:
+            with self._lock:
+                slots = self._semaphores.setdefault(key, threading.BoundedSemaphore(spec.reservedConcurrency))
+        return slots
+
+    def _prepare(self, name: str, event: dict, deployment: Deployment | None,
+                 parent_deadline: float | None) -> tuple[Callable[[], Any], float, FunctionSpec]:
         deployment = deployment or self.require()
         spec = deployment.spec(name)
         handler = deployment.handlers[name]
@@ -173,7 +182,38 @@ class FunctionRuntime:
                 commit_guard.reset(token)
                 self._record(name, time.monotonic() - started, ok)
 
-        return self._pool(spec).submit(run), deadline, spec
+        return run, deadline, spec
+
+    def _submit(self, name: str, event: dict, deployment: Deployment | None,
+                parent_deadline: float | None) -> tuple[concurrent.futures.Future, float, FunctionSpec]:
+        run, deadline, spec = self._prepare(name, event, deployment, parent_deadline)
+        slots = self._slots(spec)
+
+        def in_slot() -> Any:
+            with slots:
+                return run()
+        return self._pool(spec).submit(in_slot), deadline, spec
+
+    def _invoke_inline(self, name: str, event: dict, deployment: Deployment | None,
+                       parent_deadline: float) -> tuple[bool, Any]:
+        """A handler calling another synchronously runs it on its own thread when the callee has a free slot.
+
+        The caller would only block on the callee's future, so the hand-off to another thread and back
+        buys nothing but two context switches. The callee's timeout is still enforced: its commits are
+        refused once it overruns (commit_guard), and an overrun is reported as FunctionTimeout.
+        """
+        run, deadline, spec = self._prepare(name, event, deployment, parent_deadline)
+        slots = self._slots(spec)
+        if not slots.acquire(blocking=False):
+            return False, None
+        try:
+            result = run()
+        finally:
+            slots.release()
+        if time.monotonic() > deadline:
+            self.services.log.error("function.timeout", function=name, timeout=spec.timeout)
+            raise FunctionTimeout(detail=f"{name} timed out after {spec.timeout:g}s")
+        return True, result
 
     def _record(self, name: str, seconds: float, ok: bool) -> None:
         entry = self.stats.setdefault(name, {"invocations": 0, "errors": 0, "seconds": 0.0})
@@ -185,6 +225,10 @@ class FunctionRuntime:
     def invoke(self, name: str, event: dict, *, deployment: Deployment | None = None,
                parent_deadline: float | None = None) -> Any:
         """Run a handler and wait for it, at most its timeout."""
+        if parent_deadline is not None:
+            ran, result = self._invoke_inline(name, event, deployment, parent_deadline)
+            if ran:
+                return result
         future, deadline, spec = self._submit(name, event, deployment, parent_deadline)
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
