@@ -155,13 +155,10 @@ class DeliverySession:
         if eight_bit and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
         try:
-            code, raw = smtp.mail(sender, options)
-            if code != 250:
-                return self._refused(code, raw)
-            code, raw = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                return self._refused(code, raw)
-            code, raw = smtp.data(message)
+            if smtp.has_extn("pipelining"):
+                code, raw = self._pipelined(smtp, sender, options, recipient, message)
+            else:
+                code, raw = self._lockstep(smtp, sender, options, recipient, message)
             if code != 250:
                 return self._refused(code, raw)
             status, text = split_reply(code, raw)
@@ -172,6 +169,42 @@ class DeliverySession:
             mx = self.mx
             self.close()
             return Outcome(451, "4.4.2", f"connection to {mx} lost: {exc}", mx, False)
+
+    @staticmethod
+    def _lockstep(smtp: smtplib.SMTP, sender: str, options: list[str], recipient: str,
+                  message: bytes) -> tuple[int, bytes]:
+        code, raw = smtp.mail(sender, options)
+        if code != 250:
+            return code, raw
+        code, raw = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            return code, raw
+        return smtp.data(message)
+
+    @staticmethod
+    def _pipelined(smtp: smtplib.SMTP, sender: str, options: list[str], recipient: str,
+                   message: bytes) -> tuple[int, bytes]:
+        """RFC 2920: MAIL, RCPT and DATA in one write, their replies read in order; the first refusal counts.
+
+        A server that answers DATA with 354 although it refused MAIL or RCPT gets an empty message
+        ended at once (RFC 2920 section 3.1), and the earlier refusal is the outcome.
+        """
+        params = "".join(" " + o for o in options)
+        smtp.send(f"MAIL FROM:{smtplib.quoteaddr(sender)}{params}\r\n"
+                  f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
+        mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
+        refused = mail if mail[0] != 250 else rcpt if rcpt[0] not in (250, 251) else None
+        if data[0] != 354:
+            return refused or data
+        if refused is not None:
+            smtp.send(b".\r\n")
+            smtp.getreply()
+            return refused
+        body = smtplib._quote_periods(message)
+        if body[-2:] != b"\r\n":
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        return smtp.getreply()
 
     def _alive(self) -> bool:
         """Whether a connection taken from the cache still answers."""

@@ -115,7 +115,10 @@ def test_missing_message_id_and_date_are_added_and_spoofed_attribution_is_droppe
     assert set(by_key(mailauth(raw, dns_server.port)).values()) == {"pass"}
 
 
-def test_one_connection_carries_several_messages_each_with_its_own_verp(mail_relay, dns_server, sink_mx):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+def test_one_connection_carries_several_messages_each_with_its_own_verp(mail_relay, dns_server, sink_mx,
+                                                                         pipelining):
+    sink_mx.behave(pipelining=pipelining)
     relay = mail_relay()
     member = enroll_published(relay, dns_server, DID, DOMAIN)
     queue_id = submit(relay, member, to=["a@recipient.test", "b@recipient.test", "c@recipient.test"])
@@ -154,8 +157,10 @@ def test_a_dead_mx_is_deferred_not_bounced(mail_relay, dns_server, sink_mx):
     assert line["code"] == 451 and line["enhanced"] == "4.4.1"
 
 
-def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_mx):
-    sink_mx.behave(rcpt={"nobody@": "550 5.1.1 <nobody@recipient.test>: Recipient address rejected: User unknown"})
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_mx, pipelining):
+    sink_mx.behave(rcpt={"nobody@": "550 5.1.1 <nobody@recipient.test>: Recipient address rejected: User unknown"},
+                   pipelining=pipelining)
     relay = mail_relay()
     member = enroll_published(relay, dns_server, DID, DOMAIN)
     submit(relay, member, to="nobody@recipient.test")

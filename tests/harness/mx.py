@@ -37,8 +37,8 @@ class SinkMX:
             self.proc.terminate()
             self.proc.wait(10)
 
-    def behave(self, rcpt: dict[str, str] | None = None, data: str = "250") -> None:
-        self.behaviour.write_text(json.dumps({"rcpt": rcpt or {}, "data": data}))
+    def behave(self, rcpt: dict[str, str] | None = None, data: str = "250", pipelining: bool = True) -> None:
+        self.behaviour.write_text(json.dumps({"rcpt": rcpt or {}, "data": data, "pipelining": pipelining}))
 
     def messages(self) -> list[tuple[dict, bytes]]:
         out = []

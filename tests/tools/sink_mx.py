@@ -7,6 +7,9 @@ the MX answer 451 or 550 and later recover:
 
     {"rcpt": {"bounce@": "550 5.1.1 No such user", "*": "250"}, "data": "250"}
 
+PIPELINING (RFC 2920) is offered, as by every big MX, unless the behaviour
+file says "pipelining": false.
+
 Usage: sink_mx.py --port N --maildir DIR [--behaviour FILE] [--tls-cert C --tls-key K]
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Sink:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        if self._rules().get("pipelining", True):
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, options):
