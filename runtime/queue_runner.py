@@ -5,6 +5,11 @@ handler can reuse one connection for all of them. At most
 `delivery.perDomainConcurrency` batches per route and
 `delivery.concurrency` in all are in flight. Items are leased for the run;
 whatever a failed run leaves unsettled goes back to the queue after a pause.
+
+Under load a route that already has batches in flight gets another only
+when enough fresh mail has gathered to fill it (BATCH_FILL per batch in
+flight) or the oldest waiting item is HOLD_AT_MOST old: one transaction and
+one hand-off per batch instead of per message, with a bounded wait.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from runtime.settings import Settings
 from runtime.spool import Due, Spool
 
 FAILED_RUN_PAUSE = 60.0
+BATCH_FILL = 4
+HOLD_AT_MOST = 0.5
 
 
 class QueueRunner:
@@ -35,6 +42,7 @@ class QueueRunner:
         self._in_flight: dict[str, int] = defaultdict(int)
         self._total = 0
         self._tasks: set[asyncio.Task] = set()
+        self._held: asyncio.TimerHandle | None = None
         spool.on_wake(self.wake)
 
     def wake(self) -> None:
@@ -75,8 +83,12 @@ class QueueRunner:
         by_route: dict[str, list[Due]] = defaultdict(list)
         for item in due:
             by_route[item.route].append(item)
+        now = self.clock.now()
         for route, items in by_route.items():
             while items and self._in_flight[route] < delivery.perDomainConcurrency and self._total < delivery.concurrency:
+                if self._worth_waiting(route, items, trigger.batchSize, now):
+                    self._hold_wake()
+                    break
                 batch, items = self._take_batch(items, trigger.batchSize)
                 token = uuid.uuid4().hex
                 lease_until = self.clock.now() + spec.timeout + 30
@@ -88,6 +100,18 @@ class QueueRunner:
                 task = asyncio.create_task(self._run_batch(deployment, spec.name, route, claimed, token))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _worth_waiting(self, route: str, items: list[Due], batch_size: int, now: float) -> bool:
+        """Whether a busy route should let a few fresh items gather before it starts another batch."""
+        busy = self._in_flight.get(route, 0)
+        if not busy or len(items) >= min(batch_size, BATCH_FILL * busy):
+            return False
+        return now - min(item.created_at for item in items) < HOLD_AT_MOST
+
+    def _hold_wake(self) -> None:
+        """Come back when the hold expires even if no batch finishes and no mail arrives."""
+        if self._loop is not None and (self._held is None or self._held.cancelled() or self._held.when() <= self._loop.time()):
+            self._held = self._loop.call_later(HOLD_AT_MOST, self._wake.set)
 
     @staticmethod
     def _take_batch(items: list[Due], size: int) -> tuple[list[Due], list[Due]]:
