@@ -17,6 +17,9 @@ from typing import Any
 from runtime.store import Store
 
 
+LINGER = 0.02
+
+
 @dataclass(frozen=True)
 class Record:
     offset: int
@@ -45,12 +48,20 @@ class EventBus:
             self._seq += 1
             self._published.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> int:
-        """Block until something was published after `seen` (a hint, never a guarantee)."""
+    def wait(self, seen: int, timeout: float, linger: float = LINGER) -> int:
+        """Block until something was published after `seen` (a hint, never a guarantee).
+
+        After a wake-up the reader lingers a moment: the publisher's transaction is usually still
+        open, and under load the next few records arrive within milliseconds, so one read then
+        takes a batch instead of one record per wake-up.
+        """
         with self._published:
             if self._seq == seen:
                 self._published.wait(timeout)
-            return self._seq
+            sequence = self._seq
+        if sequence != seen and linger > 0:
+            time.sleep(linger)
+        return sequence
 
     @property
     def sequence(self) -> int:

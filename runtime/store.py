@@ -75,6 +75,7 @@ class Store:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA mmap_size=268435456")
             conn.execute("PRAGMA busy_timeout=60000")
             for name, db_path in self.attached.items():
                 conn.execute("ATTACH DATABASE ? AS " + name, (str(db_path),))
