@@ -208,12 +208,15 @@ class FunctionRuntime:
             return False, None
         try:
             result = run()
+            if time.monotonic() <= deadline:
+                return True, result
+        except FunctionTimeout:
+            if time.monotonic() <= deadline:
+                raise
         finally:
             slots.release()
-        if time.monotonic() > deadline:
-            self.services.log.error("function.timeout", function=name, timeout=spec.timeout)
-            raise FunctionTimeout(detail=f"{name} timed out after {spec.timeout:g}s")
-        return True, result
+        self.services.log.error("function.timeout", function=name, timeout=spec.timeout)
+        raise FunctionTimeout(detail=f"{name} timed out after {spec.timeout:g}s")
 
     def _record(self, name: str, seconds: float, ok: bool) -> None:
         entry = self.stats.setdefault(name, {"invocations": 0, "errors": 0, "seconds": 0.0})

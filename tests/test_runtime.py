@@ -113,6 +113,32 @@ def test_a_timed_out_handler_cannot_commit_afterwards(start_relay, tmp_path):
     assert relay.cli_json("member", "show", DID)["status"] == "active"
 
 
+def test_a_function_invoked_by_another_keeps_its_own_timeout(start_relay, tmp_path):
+    """A nested call may run on the caller's thread; its timeout and its commit guard still hold."""
+    manifest_path = probe_manifest(tmp_path, "probe.handler.handler", timeout=10, body="""
+        import time
+        from functions import members
+        def handler(event, context):
+            context.invoke("slow", {"did": event["session"]["principal"]["did"]})
+            return {"reply": {"code": 250, "status": "2.0.0", "text": "should not get here"}}
+        def slow(event, context):
+            time.sleep(1.5)
+            with context.store.transaction() as conn:
+                members.suspend(conn, context, event["did"], "should never commit")
+            return {}
+    """)
+    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest["functions"]["slow"] = {"handler": "probe/handler.slow", "timeout": 1}
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    relay = start_relay({"manifest": str(manifest_path)})
+    member = relay.enroll(DID, DOMAIN)
+    s = send(relay, member)
+    code, text = s.data(message(f"app@{DOMAIN}", "x@recipient.test"))
+    assert (code, text) == (451, b"4.3.0 Processing timed out, please try again later")
+    relay.wait_for("function.timeout", function="slow")
+    assert relay.cli_json("member", "show", DID)["status"] == "active"
+
+
 def test_deploy_loads_new_code_while_an_open_session_completes(start_relay, tmp_path):
     version = """
         def handler(event, context):
