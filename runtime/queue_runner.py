@@ -110,7 +110,9 @@ class QueueRunner:
 
     def _hold_wake(self) -> None:
         """Come back when the hold expires even if no batch finishes and no mail arrives."""
-        if self._loop is not None and (self._held is None or self._held.cancelled() or self._held.when() <= self._loop.time()):
+        if self._loop is None:
+            return
+        if self._held is None or self._held.cancelled() or self._held.when() <= self._loop.time():
             self._held = self._loop.call_later(HOLD_AT_MOST, self._wake.set)
 
     @staticmethod
