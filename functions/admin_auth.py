@@ -3,12 +3,15 @@
 Scripts send `Authorization: Bearer <adminToken>` (the runbook's curl
 lines). A browser logs in once with the token and gets an HttpOnly,
 SameSite=Strict cookie holding an expiry and an HMAC; every form it posts
-carries a CSRF token derived from that cookie. Comparisons are constant-time.
+carries a CSRF token derived from that cookie. The login form itself carries
+one tied to a short-lived pre-login cookie (double submit), so another site
+cannot post a login. Comparisons are constant-time.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from functions import http_api
 
 COOKIE = "atmos_admin"
 SESSION_SECONDS = 12 * 3600
+LOGIN_COOKIE = "atmos_login"
+LOGIN_FORM_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,20 @@ def new_session_cookie(conn: sqlite3.Connection, now: float, secure: bool) -> st
     value = f"{expires}.{_sign(_secret(conn), f'session:{expires}')}"
     flags = "; Secure" if secure else ""
     return f"{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{flags}"
+
+
+def new_login_form(conn: sqlite3.Connection, secure: bool) -> tuple[str, str]:
+    """(pre-login cookie, the login form's CSRF token): a random nonce, and its HMAC."""
+    nonce = secrets.token_hex(16)
+    flags = "; Secure" if secure else ""
+    cookie = (f"{LOGIN_COOKIE}={nonce}; Path=/admin/login; HttpOnly; SameSite=Strict;"
+              f" Max-Age={LOGIN_FORM_SECONDS}{flags}")
+    return cookie, _sign(_secret(conn), f"login:{nonce}")
+
+
+def login_csrf_ok(event: dict, conn: sqlite3.Connection, submitted: str) -> bool:
+    nonce = http_api.cookies(event).get(LOGIN_COOKIE, "")
+    return bool(nonce and submitted) and hmac.compare_digest(submitted, _sign(_secret(conn), f"login:{nonce}"))
 
 
 def clear_session_cookie() -> str:

@@ -43,7 +43,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     try:
         with context.store.transaction() as tx:
             if action == "approve":
-                view = members.approve(tx, context, did, actor=actor)
+                view = members.approve(tx, context, did, actor=actor, reason=reason)
             elif action == "suspend":
                 view = members.suspend(tx, context, did, reason, actor=actor)
             else:

@@ -111,7 +111,8 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
             events.emit(conn, context, "label_changed",
                         {"sender_did": did, "label": label, "status": change, "source": "rules"})
             context.logger.info("label.changed", did=did, label=label, status=change, action_id=action_id)
-    if SUSPEND_VERDICT in verdicts and member["status"] != "suspended":
+    # A member_suspended result only records the suspension; acting on it again could undo a reactivation.
+    if SUSPEND_VERDICT in verdicts and member["status"] != "suspended" and name != "member_suspended":
         reason, rule, figures = _suspension_reason(result)
         members.suspend(conn, context, did, reason, actor="rules", rule=rule, figures=figures)
         context.logger.warning("member.suspended_by_rule", did=did, rule=rule, figures=figures, action_id=action_id)

@@ -18,7 +18,8 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
                                   contact=str(event.get("contact") or ""), forward_to=str(event.get("forwardTo") or ""))
     if action == "approve":
         with store.transaction() as conn:
-            return members.approve(conn, context, event.get("did", ""), actor=actor)
+            return members.approve(conn, context, event.get("did", ""), actor=actor,
+                                   reason=str(event.get("reason") or ""))
     if action == "suspend":
         with store.transaction() as conn:
             return members.suspend(conn, context, event.get("did", ""), str(event.get("reason") or ""), actor=actor)

@@ -189,7 +189,8 @@ def prove_ownership(conn: sqlite3.Connection, did: str, domain: str, api_key: st
                                 "add a domain, or ask an operator to do it")
 
 
-def approve(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: str = "") -> dict[str, Any]:
+def approve(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: str = "",
+            reason: str = "") -> dict[str, Any]:
     did = normalize_did(did)
     row = _member_row(conn, did)
     if row["status"] == "suspended":
@@ -198,7 +199,7 @@ def approve(conn: sqlite3.Connection, context: LambdaContext, did: str, actor: s
         now = context.clock.now()
         conn.execute("UPDATE members SET status = 'active', reason = '', approved_at = ?, updated_at = ?"
                      " WHERE did = ?", (now, now, did))
-        events.emit(conn, context, "member_approved", {"sender_did": did, "actor": actor})
+        events.emit(conn, context, "member_approved", {"sender_did": did, "actor": actor, "reason": reason})
     return member_view(conn, did, context.settings)
 
 

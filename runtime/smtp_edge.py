@@ -138,23 +138,22 @@ class RelaySMTP(SMTP):
             return
         assert self.session is not None
         if not self.offers_auth or not self.session.extended_smtp:
-            await self.push("502 5.5.1 AUTH not available here")
+            await self._auth_refused("not_offered", "502 5.5.1 AUTH not available here")
             return
         if not self.encrypted:
-            await self.push(replies.AUTH_ENCRYPTION_REQUIRED)
+            await self._auth_refused("encryption_required", replies.AUTH_ENCRYPTION_REQUIRED)
             return
         if self.session.authenticated:
-            await self.push(replies.AUTH_ALREADY)
+            await self._auth_refused("already_authenticated", replies.AUTH_ALREADY)
             return
         args = (arg or "").split()
         if not args or len(args) > 2:
-            await self.push("501 5.5.4 Syntax: AUTH PLAIN [initial-response]")
+            await self._auth_refused("syntax", "501 5.5.4 Syntax: AUTH PLAIN [initial-response]")
             return
         mechanism = args[0].upper()
         if mechanism != "PLAIN":
-            self.edge.log.info("smtp.auth", listener=self.listener.name, peer=self._peer_ip, mechanism=mechanism,
-                               result="unsupported_mechanism")
-            await self.push(replies.AUTH_MECHANISM.format(mechanism=mechanism))
+            await self._auth_refused("unsupported_mechanism", replies.AUTH_MECHANISM.format(mechanism=mechanism),
+                                     mechanism=mechanism)
             return
         if len(args) == 2:
             blob = args[1].encode()
@@ -162,16 +161,24 @@ class RelaySMTP(SMTP):
             await self.push("334 ")
             blob = (await self._reader.readline()).strip()
             if blob == b"*":
-                await self.push(replies.AUTH_ABORTED)
+                await self._auth_refused("aborted", replies.AUTH_ABORTED)
                 return
         try:
             _authz, login, password = base64.b64decode(blob, validate=True).split(b"\x00")
             username = login.decode("utf-8")
             secret = password.decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            await self.push(replies.AUTH_SYNTAX)
+            # Garbage where credentials belong counts against the address like a wrong key.
+            failures = self.edge.throttle.failed(self._peer_ip)
+            await self._auth_refused("malformed", replies.AUTH_SYNTAX, failures=failures)
             return
         await self._authenticate(username, secret)
+
+    async def _auth_refused(self, result: str, reply, mechanism: str = "PLAIN", **extra) -> None:
+        """Every AUTH gets an smtp.auth line, including those refused before credentials are checked."""
+        self.edge.log.info("smtp.auth", listener=self.listener.name, peer=self._peer_ip, mechanism=mechanism,
+                           result=result, reply=str(reply), **extra)
+        await self.push(reply)
 
     @property
     def _peer_ip(self) -> str:

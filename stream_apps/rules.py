@@ -106,10 +106,20 @@ def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, An
         return state, None
     state = reputation.apply(state, action_id, name, data, when)
     evaluation, figures, state = evaluate(policy, state, name, when)
+    verdicts = evaluation.verdicts
+    fired = [h.rule for h in evaluation.hits]
+    rule_figures = {h.rule: h.figures for h in evaluation.hits}
+    if name == "member_suspended":
+        # The suspension's own result names it, so "what suspended them" is one row (runbook).
+        verdicts = sorted(set(verdicts) | {SUSPEND_VERDICT})
+        rule = str(data.get("rule") or "")
+        if rule and rule not in fired:
+            fired.insert(0, rule)
+            rule_figures[rule] = dict(data.get("figures") or {})
     result = {
         "__action_id": action_id,
         "__timestamp": timestamp(when),
-        "__verdicts": evaluation.verdicts,
+        "__verdicts": verdicts,
         "__entity_label_mutations": evaluation.label_mutations,
         "__error_count": 0,
         "ActionName": name,
@@ -117,8 +127,8 @@ def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, An
         "MemberDid": did,
         "ActionData": data,
         "Figures": figures,
-        "RulesFired": [h.rule for h in evaluation.hits],
-        "RuleFigures": {h.rule: h.figures for h in evaluation.hits},
+        "RulesFired": fired,
+        "RuleFigures": rule_figures,
         "MemberStatus": state.get("status"),
         "MemberLabels": state.get("labels", []),
     }

@@ -168,8 +168,17 @@ def test_enroll_json_describes_the_setup(relay):
 
 def test_a_session_cookie_without_its_csrf_token_changes_nothing(relay):
     enroll_json(relay, did=DID, domain=DOMAIN)
-    status, _, headers = relay.http("POST", "/admin/login", token=None, data=b"token=" + relay.admin_token.encode(),
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, _ = relay.http("POST", "/admin/login", token=None, data=b"token=" + relay.admin_token.encode(),
+                              headers=form_type)
+    assert status == 403  # a login form posted from elsewhere: no pre-login cookie, no CSRF token
+    _, page, headers = relay.http("GET", "/admin/login", token=None, headers={"Accept": "text/html"})
+    login_cookie = headers["Set-Cookie"].split(";")[0]
+    login_csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    status, _, headers = relay.http("POST", "/admin/login", token=None,
+                                    data=f"csrf={login_csrf}&token={relay.admin_token}".encode(),
+                                    headers={**form_type, "Cookie": login_cookie})
+    assert status == 303
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     session = {"Cookie": cookie.split(";")[0], "Accept": "text/html",

@@ -175,6 +175,12 @@ def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_m
     assert bounce["data"]["kind"] == "hard" and bounce["data"]["status"] == "5.1.1"
     assert bounce["data"]["reason"] == "mailbox unknown"
     assert not list((relay.state / "queue" / "messages").iterdir())
+    s = session(relay, "submission")
+    s.login(DOMAIN, member["apiKey"])
+    s.mail(f"app@{DOMAIN}")
+    code, text = s.rcpt("nobody@recipient.test")
+    assert code == 550 and text.startswith(b"5.7.1 Recipient nobody@recipient.test is on this member's suppression")
+    s.quit()
 
 
 def test_expired_after_max_age(mail_relay, dns_server, sink_mx):

@@ -46,7 +46,13 @@ def test_api_key_is_stored_only_as_an_argon2id_hash(offline):
 
 def test_lifecycle_works_without_a_running_relay(offline):
     offline.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN)
-    assert offline.cli_json("member", "approve", DID)["status"] == "active"
+    assert offline.cli_json("member", "approve", DID, "--reason", "DKIM and attestation checked")["status"] == "active"
+    db = sqlite3.connect(offline.state / "relay.sqlite")
+    approved = [json.loads(v)["data"] for (v,) in db.execute(
+        "SELECT value FROM outbox WHERE topic = 'osprey.actions_input' ORDER BY id")]
+    db.close()
+    assert [a["data"]["reason"] for a in approved if a["action_name"] == "member_approved"] == [
+        "DKIM and attestation checked"]
     suspended = offline.cli_json("member", "suspend", DID, "--reason", "spam trap hits")
     assert suspended["status"] == "suspended" and suspended["reason"] == "spam trap hits"
     assert offline.cli_json("member", "reactivate", DID)["status"] == "active"

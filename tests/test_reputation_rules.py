@@ -99,9 +99,11 @@ def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, 
 
     # Runbook: "Investigate what rule suspended them"
     db = sqlite3.connect(relay.state / "relay.sqlite")
-    _, raw = db.execute(
+    verdicts, raw = db.execute(
         "SELECT verdicts, raw FROM relay_events WHERE sender_did = ? AND action_name = 'member_suspended'"
         " ORDER BY id DESC LIMIT 1", (DID,)).fetchone()
+    assert json.loads(verdicts) == ["suspend_member"]
+    assert json.loads(raw)["RulesFired"] == ["suspend_complaint_rate"]
     explained = json.loads(raw)["ActionData"]
     assert explained["rule"] == "suspend_complaint_rate" and explained["actor"] == "rules"
     assert explained["figures"]["complaint_rate_7d"] >= 0.005 and explained["figures"]["sends_7d"] >= 200

@@ -65,14 +65,15 @@ def test_invoke_runs_one_function_and_prints_its_result(relay):
     assert missing.returncode == 1 and "Function not found: no-such-function" in missing.stderr
 
 
-def test_a_failing_handler_is_a_451(start_relay, tmp_path):
+@pytest.mark.parametrize("listener", ["submission", "smtps"])
+def test_a_failing_handler_is_a_451(start_relay, tmp_path, listener):
     manifest = probe_manifest(tmp_path, "probe.handler.handler", body="""
         def handler(event, context):
             raise RuntimeError("disk on fire")
     """)
     relay = start_relay({"manifest": str(manifest)})
     member = relay.enroll(DID, DOMAIN)
-    s = send(relay, member)
+    s = send(relay, member, listener)
     code, text = s.data(message(f"app@{DOMAIN}", "x@recipient.test"))
     assert (code, text) == (451, b"4.3.0 Temporary local problem, please try again later")
     relay.wait_for("function.error", function="probe", hook="data")

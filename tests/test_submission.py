@@ -62,6 +62,7 @@ def test_auth_on_plaintext_587_is_refused(relay):
     code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0x\0y").decode())
     assert (code, text) == (538, b"5.7.11 Encryption required for requested authentication mechanism")
     s.quit()
+    relay.wait_for("smtp.auth", result="encryption_required", listener="submission")
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
@@ -159,6 +160,13 @@ def test_every_auth_attempt_is_logged_without_the_key(relay, member):
     relay.wait_for("smtp.auth", result="invalid", username=DOMAIN, listener="submission")
     ok = relay.wait_for("smtp.auth", result="ok", did=DID, listener="smtps")[0]
     assert ok["peer"] == "127.0.0.1"
+    s = smtps(relay)
+    assert s.docmd("AUTH", "PLAIN not-base64!")[0] == 501
+    assert s.docmd("AUTH", "PLAIN")[0] == 334
+    assert s.docmd("*")[0] == 501
+    s.quit()
+    relay.wait_for("smtp.auth", result="malformed", listener="smtps")
+    relay.wait_for("smtp.auth", result="aborted", listener="smtps")
     joined = "\n".join(relay.raw)
     assert member["apiKey"] not in joined and "atmos_not-the-key" not in joined
 
