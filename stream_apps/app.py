@@ -64,6 +64,5 @@ async def evaluate(stream) -> None:
         except (KeyError, TypeError, ValueError):
             continue
         reputation[did] = state
-        if result is not None:
-            result["ProcessedBy"] = WORKER_ID
-            await results.send(key=did.encode(), value=json.dumps(result, separators=(",", ":")).encode())
+        result["ProcessedBy"] = WORKER_ID
+        await results.send(key=did.encode(), value=json.dumps(result, separators=(",", ":")).encode())

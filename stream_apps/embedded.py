@@ -68,9 +68,8 @@ class EmbeddedReputation:
             return
         states[did] = state
         changed.add(did)
-        if result is not None:
-            result["ProcessedBy"] = f"embedded:{os.getpid()}"
-            self.bus.publish(conn, RESULTS_TOPIC, did, result)
+        result["ProcessedBy"] = f"embedded:{os.getpid()}"
+        self.bus.publish(conn, RESULTS_TOPIC, did, result)
 
     async def run(self, stop: asyncio.Event) -> None:
         seen = self.bus.sequence

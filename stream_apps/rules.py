@@ -19,6 +19,7 @@ from stream_apps import reputation
 ENTITY = "MemberDid"
 SUSPEND_VERDICT = "suspend_member"
 ADDED, REMOVED = 0, 1  # osprey_shared.labels.LabelStatus
+EFFECTS_KEPT = 64
 
 
 @dataclass
@@ -92,9 +93,22 @@ def timestamp(when: float) -> str:
     return datetime.fromtimestamp(when, timezone.utc).isoformat()
 
 
+def _remember(state: dict[str, Any], action_id: int, effects: dict[str, Any]) -> dict[str, Any]:
+    """Keep what an action did, for the last EFFECTS_KEPT actions that did anything."""
+    kept = dict(state.get("effects") or {})
+    kept[str(action_id)] = effects
+    return {**state, "effects": dict(list(kept.items())[-EFFECTS_KEPT:])}
+
+
 def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, Any],
-            arrival: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(new state, execution result) for one action envelope; result None for a duplicate."""
+            arrival: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(new state, execution result) for one action envelope.
+
+    An action seen before still gets its result, with the effects remembered for it: Kafka
+    delivers at least once, and a worker can die after its state was saved but before its
+    result was sent. apply-results keeps the first result of an action id, so nothing is
+    applied twice.
+    """
     inner = envelope.get("data") or {}
     action_id = int(inner["action_id"])
     name = str(inner["action_name"])
@@ -103,33 +117,43 @@ def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, An
     when = reputation.parse_time(envelope.get("send_time"), arrival)
     state = state or reputation.empty(did)
     if reputation.already_seen(state, action_id):
-        return state, None
+        effects = (state.get("effects") or {}).get(str(action_id)) or {}
+        return state, _result(action_id, when, name, did, data, reputation.figures(state, when), state,
+                              effects, replayed=True)
     state = reputation.apply(state, action_id, name, data, when)
     evaluation, figures, state = evaluate(policy, state, name, when)
-    verdicts = evaluation.verdicts
-    fired = [h.rule for h in evaluation.hits]
-    rule_figures = {h.rule: h.figures for h in evaluation.hits}
+    effects = {"verdicts": evaluation.verdicts, "mutations": evaluation.label_mutations,
+               "rules": [h.rule for h in evaluation.hits], "rule_figures": {h.rule: h.figures for h in evaluation.hits}}
     if name == "member_suspended":
         # The suspension's own result names it, so "what suspended them" is one row (runbook).
-        verdicts = sorted(set(verdicts) | {SUSPEND_VERDICT})
+        effects["verdicts"] = sorted(set(effects["verdicts"]) | {SUSPEND_VERDICT})
         rule = str(data.get("rule") or "")
-        if rule and rule not in fired:
-            fired.insert(0, rule)
-            rule_figures[rule] = dict(data.get("figures") or {})
+        if rule and rule not in effects["rules"]:
+            effects["rules"].insert(0, rule)
+            effects["rule_figures"][rule] = dict(data.get("figures") or {})
+    if effects["verdicts"] or effects["mutations"] or effects["rules"]:
+        state = _remember(state, action_id, effects)
+    return state, _result(action_id, when, name, did, data, figures, state, effects)
+
+
+def _result(action_id: int, when: float, name: str, did: str, data: dict[str, Any], figures: dict[str, float],
+            state: dict[str, Any], effects: dict[str, Any], replayed: bool = False) -> dict[str, Any]:
     result = {
         "__action_id": action_id,
         "__timestamp": timestamp(when),
-        "__verdicts": verdicts,
-        "__entity_label_mutations": evaluation.label_mutations,
+        "__verdicts": list(effects.get("verdicts") or []),
+        "__entity_label_mutations": list(effects.get("mutations") or []),
         "__error_count": 0,
         "ActionName": name,
         "SenderDid": did,
         "MemberDid": did,
         "ActionData": data,
         "Figures": figures,
-        "RulesFired": fired,
-        "RuleFigures": rule_figures,
+        "RulesFired": list(effects.get("rules") or []),
+        "RuleFigures": dict(effects.get("rule_figures") or {}),
         "MemberStatus": state.get("status"),
         "MemberLabels": state.get("labels", []),
     }
-    return state, result
+    if replayed:
+        result["Replayed"] = True
+    return result

@@ -194,3 +194,22 @@ def test_apply_results_event_shape_matches_lambda_kafka(reputation, ids):
     assert out == {"applied": 1}
     shown = relay.cli_json("member", "show", DID)
     assert shown["status"] == "suspended" and shown["reason"] == "rule manual: complaints_7d=9"
+
+
+def test_an_action_seen_again_gets_its_result_again_with_the_same_effects():
+    """A Kafka worker can die after its state was saved and before its result was sent; the next one re-sends it."""
+    from functions import policy
+    from stream_apps import rules
+
+    did, now = "did:plc:replayreplayreplayreplay", time.time()
+    suspension = action("member_suspended", did, now, reason="complaint_rate_7d 0.01", actor="rules",
+                        rule="suspend_complaint_rate", figures={"complaint_rate_7d": 0.01})
+    state, first = rules.process(policy.load(""), None, suspension, now)
+    again_state, again = rules.process(policy.load(""), state, suspension, now + 5)
+    assert again_state == state
+    assert again["__action_id"] == first["__action_id"] and again["Replayed"] is True
+    assert again["__verdicts"] == first["__verdicts"] == ["suspend_member"]
+    assert again["RulesFired"] == first["RulesFired"] == ["suspend_complaint_rate"]
+    quiet = action("relay_attempt", did, now, recipients=["a@recipient.test"], message_id="<q@x>")
+    state, _ = rules.process(policy.load(""), state, quiet, now)
+    assert str(quiet["data"]["action_id"]) not in state.get("effects", {})
