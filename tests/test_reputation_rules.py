@@ -213,3 +213,23 @@ def test_an_action_seen_again_gets_its_result_again_with_the_same_effects():
     quiet = action("relay_attempt", did, now, recipients=["a@recipient.test"], message_id="<q@x>")
     state, _ = rules.process(policy.load(""), state, quiet, now)
     assert str(quiet["data"]["action_id"]) not in state.get("effects", {})
+
+
+def test_reputation_survives_a_restart_of_the_relay(reputation, tmp_path, ids):
+    """A member's counts live in reputation_state (embedded) or the Faust table (Kafka), not in memory."""
+    DID, _ = ids
+    relay = reputation.relay
+    now = reputation.clock.now()
+    before = [action("relay_attempt", DID, now - 1800 + i, recipients=[f"b{i}@recipient.test"],
+                     message_id=f"<b{i}@x>") for i in range(30)]
+    replay(relay, tmp_path, before, "before.jsonl")
+    wait_until(lambda: len(relay_events(relay, DID, "relay_attempt")) == 30, what="results before the restart")
+    relay.restart()
+    after = [action("relay_attempt", DID, now - 600 + i, recipients=[f"a{i}@recipient.test"],
+                    message_id=f"<a{i}@x>") for i in range(10)]
+    replay(relay, tmp_path, after, "after.jsonl")
+    rows = wait_until(lambda: len(relay_events(relay, DID, "relay_attempt")) == 40 and
+                      relay_events(relay, DID, "relay_attempt"), what="results after the restart")
+    last = json.loads(rows[-1]["raw"])
+    assert last["__action_id"] == after[-1]["data"]["action_id"]
+    assert last["Figures"]["sends_24h"] == pytest.approx(40, abs=0.01)
