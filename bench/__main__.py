@@ -55,12 +55,13 @@ def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: 
     }
 
 
-def bench_relay(work: Path, messages: int, clients: int, size: int) -> dict:
-    with rig.member_relay(work, "", DID, DOMAIN, {"concurrency": 32, "perDomainConcurrency": 8}) as (_, mx, target):
+def bench_relay(work: Path, messages: int, clients: int, size: int, prefix: str = "") -> dict:
+    delivery = {"concurrency": 32, "perDomainConcurrency": 8}
+    with rig.member_relay(work, prefix, DID, DOMAIN, delivery) as (_, mx, target):
         return measure(target, mx, messages, clients, size)
 
 
-def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | None:
+def bench_postfix(work: Path, messages: int, clients: int, size: int, prefix: str = "") -> dict | None:
     try:
         from harness.postfix import PostfixSigningRelay
     except ImportError:
@@ -72,9 +73,9 @@ def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | 
     from functions import dkim_keys
     from harness.ports import free_port
 
-    mx = SinkMX(work / "pf-mx").start()
+    mx = SinkMX(work / f"{prefix}pf-mx").start()
     key = dkim_keys.new_rsa()
-    postfix = PostfixSigningRelay(work / "postfix", listen_port=free_port(), sink_port=mx.port,
+    postfix = PostfixSigningRelay(work / f"{prefix}postfix", listen_port=free_port(), sink_port=mx.port,
                                   dkim_domain=DOMAIN, dkim_selector="bench", dkim_key_pem=key.private_pem)
     try:
         postfix.start()
@@ -85,6 +86,27 @@ def bench_postfix(work: Path, messages: int, clients: int, size: int) -> dict | 
         mx.stop()
 
 
+def head_to_head(work: Path, args: argparse.Namespace) -> dict:
+    """Our relay and Postfix + OpenDKIM in alternation, `--rounds` times each, and the median of each figure.
+
+    This machine's speed drifts over minutes; measuring the two back to back, more than once,
+    keeps the drift out of the ratio.
+    """
+    import statistics
+
+    runs: dict[str, list[dict]] = {"relay": [], "postfix_opendkim": []}
+    for n in range(args.rounds):
+        runs["relay"].append(bench_relay(work, args.messages, args.clients, args.size, prefix=f"r{n}-"))
+        if not args.skip_postfix:
+            theirs = bench_postfix(work, args.messages, args.clients, args.size, prefix=f"r{n}-")
+            if theirs:
+                runs["postfix_opendkim"].append(theirs)
+    out = {name: {key: statistics.median(r[key] for r in done) for key in done[0]}
+           for name, done in runs.items() if done}
+    out["rounds"] = {name: done for name, done in runs.items() if done}
+    return out
+
+
 def table(results: dict) -> str:
     ours, theirs = results["relay"], results.get("postfix_opendkim") or {}
     lines = [f"{'metric':<34} {'atmos-relay':>12} {'postfix+opendkim':>17} {'ratio':>7}"]
@@ -93,6 +115,13 @@ def table(results: dict) -> str:
         ratio = f"{value / other:.2f}x" if other else "-"
         shown = f"{other:.1f}" if other is not None else "-"
         lines.append(f"{key:<34} {value:>12.1f} {shown:>17} {ratio:>7}")
+    rounds = results.get("rounds") or {}
+    theirs_by_round = rounds.get("postfix_opendkim", [])
+    for n, ours_n in enumerate(rounds.get("relay", [])):
+        theirs_n = theirs_by_round[n] if n < len(theirs_by_round) else {}
+        pair = [f"{key} {ours_n[key]:.1f}" + (f" vs {theirs_n[key]:.1f}" if theirs_n else "")
+                for key in ("accepted_per_s", "sessions_per_s")]
+        lines.append(f"round {n + 1}: " + ", ".join(pair))
     lines.append("")
     for key, value in {**results["signing"], **results.get("events", {}), **results.get("classify", {}),
                        **results.get("web", {})}.items():
@@ -106,6 +135,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--size", type=int, default=2000, help="approximate body size in bytes")
     p.add_argument("--skip-postfix", action="store_true")
+    p.add_argument("--rounds", type=int, default=2, help="relay and Postfix runs, in alternation (median shown)")
     p.add_argument("--events", type=int, default=5000, help="actions pushed through the rules per deployment")
     p.add_argument("--dsns", type=int, default=300, help="DSNs sent to the inbound MX (0: classifier alone)")
     p.add_argument("--web-members", type=int, default=100, help="members behind the dashboard pages")
@@ -114,14 +144,10 @@ def main() -> int:
     results["signing"] = signing.run()
     with tempfile.TemporaryDirectory(prefix="atmos-bench-") as tmp:
         work = Path(tmp)
-        results["relay"] = bench_relay(work, args.messages, args.clients, args.size)
+        results.update(head_to_head(work, args))
         results["events"] = events.run(work, args.events)
         results["classify"] = classify.run(work, args.dsns, args.clients)
         results["web"] = web.run(work, args.web_members)
-        if not args.skip_postfix:
-            theirs = bench_postfix(work, args.messages, args.clients, args.size)
-            if theirs:
-                results["postfix_opendkim"] = theirs
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
