@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -92,8 +93,6 @@ def head_to_head(work: Path, args: argparse.Namespace) -> dict:
     This machine's speed drifts over minutes; measuring the two back to back, more than once,
     keeps the drift out of the ratio.
     """
-    import statistics
-
     runs: dict[str, list[dict]] = {"relay": [], "postfix_opendkim": []}
     for n in range(args.rounds):
         runs["relay"].append(bench_relay(work, args.messages, args.clients, args.size, prefix=f"r{n}-"))

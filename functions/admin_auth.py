@@ -75,6 +75,10 @@ def login_csrf_ok(event: dict, conn: sqlite3.Connection, submitted: str) -> bool
     return bool(nonce and submitted) and hmac.compare_digest(submitted, _sign(_secret(conn), f"login:{nonce}"))
 
 
+def clear_login_cookie() -> str:
+    return f"{LOGIN_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0"
+
+
 def clear_session_cookie() -> str:
     return f"{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0"
 

@@ -52,5 +52,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return _login_page(event, conn, 403, "That is not the admin token.")
     context.logger.info("admin.login", result="ok", client=client)
     cookie = admin_auth.new_session_cookie(conn, time.time(), _secure(event))
-    spent = f"{admin_auth.LOGIN_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0"
-    return http_api.redirect("/admin/members", cookies=[cookie, spent])
+    return http_api.redirect("/admin/members", cookies=[cookie, admin_auth.clear_login_cookie()])
