@@ -123,6 +123,7 @@ def test_one_connection_carries_several_messages_each_with_its_own_verp(mail_rel
     member = enroll_published(relay, dns_server, DID, DOMAIN)
     queue_id = submit(relay, member, to=["a@recipient.test", "b@recipient.test", "c@recipient.test"])
     received = sink_mx.wait_for(3)
+    assert [meta["pipelined"] for meta, _ in received] == [pipelining] * 3
     senders = sorted(meta["mail_from"] for meta, _ in received)
     assert [s.split(".")[1].split("-")[0] for s in senders] == ["0", "1", "2"]
     assert all(s.startswith(f"bounces+{queue_id}.") for s in senders)

@@ -8,7 +8,8 @@ the MX answer 451 or 550 and later recover:
     {"rcpt": {"bounce@": "550 5.1.1 No such user", "*": "250"}, "data": "250"}
 
 PIPELINING (RFC 2920) is offered, as by every big MX, unless the behaviour
-file says "pipelining": false.
+file says "pipelining": false; <n>.json says whether the client's RCPT had
+already arrived with its MAIL ("pipelined").
 
 Usage: sink_mx.py --port N --maildir DIR [--behaviour FILE] [--tls-cert C --tls-key K]
 """
@@ -46,6 +47,12 @@ class Sink:
             responses.insert(1, "250-PIPELINING")
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        envelope.pipelined = bool(server._reader._buffer)  # the next commands came in the same write
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, options):
         for pattern, reply in self._rules().get("rcpt", {}).items():
             if pattern != "*" and (pattern in address or fnmatch.fnmatch(address, pattern)):
@@ -68,7 +75,8 @@ class Sink:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope.original_content)
         meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "helo": session.host_name,
-                "tls": session.ssl is not None, "peer": session.peer[0] if session.peer else None}
+                "tls": session.ssl is not None, "peer": session.peer[0] if session.peer else None,
+                "pipelined": getattr(envelope, "pipelined", False)}
         path.with_suffix(".json").write_text(json.dumps(meta))
         os.replace(tmp, path)
         return f"250 2.0.0 Ok: stored as {n}"
