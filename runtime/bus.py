@@ -34,6 +34,7 @@ class EventBus:
         self.store = store
         self._published = threading.Condition()
         self._seq = 0
+        self._listeners: list = []
 
     def publish(self, conn: sqlite3.Connection, topic: str, key: str, value: dict) -> int:
         """Append to `topic` inside the caller's open transaction."""
@@ -47,6 +48,12 @@ class EventBus:
         with self._published:
             self._seq += 1
             self._published.notify_all()
+        for callback in self._listeners:
+            callback()
+
+    def on_publish(self, callback) -> None:
+        """Also call `callback` on every publish (an edge process rings the main one)."""
+        self._listeners.append(callback)
 
     def wait(self, seen: int, timeout: float, linger: float = LINGER) -> int:
         """Block until something was published after `seen` (a hint, never a guarantee).

@@ -71,6 +71,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(platform)
 
 
+def cmd_edge(args: argparse.Namespace) -> int:
+    """Internal: one edge process of `serve` (see runtime/edge_processes.py)."""
+    from runtime.edge_processes import parse_fds, run_edge
+
+    platform = _platform(args, quiet=False)
+    return run_edge(platform, parse_fds(args.listen_fds), args.parent)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from runtime.worker import run_worker
 
@@ -224,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", parents=[common], help="run the relay").set_defaults(func=cmd_serve)
+    s = sub.add_parser("edge", parents=[common], help=argparse.SUPPRESS)
+    s.add_argument("--listen-fds", required=True)
+    s.add_argument("--parent", type=int, required=True)
+    s.set_defaults(func=cmd_edge)
     sub.add_parser("worker", parents=[common], help="run the stream apps as a Faust worker (Kafka)"
                    ).set_defaults(func=cmd_worker)
     s = sub.add_parser("functions", parents=[common], help="list the functions of serverless.yml")

@@ -13,7 +13,10 @@ import signal
 import time
 from pathlib import Path
 
+from runtime import doorbell as bell
 from runtime.bootstrap import Platform
+from runtime.doorbell import Doorbell
+from runtime.edge_processes import EDGE_LISTENERS, EdgeStartFailed, EdgeSupervisor
 from runtime.http_gateway import HttpServer, create_app
 from runtime.manifest import StartupTrigger
 from runtime.queue_runner import QueueRunner
@@ -52,6 +55,7 @@ class Relay:
         self.log = platform.services.log
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
+        self.edges: EdgeSupervisor | None = None
 
     def run_startup_functions(self) -> None:
         deployment = self.runtime.require()
@@ -74,6 +78,9 @@ class Relay:
         except Exception as exc:
             self.log.error("deploy.failed", error=str(exc))
             return
+        if self.edges is not None and not self.edges.deploy():
+            self.log.error("deploy.failed", error="an edge process did not load the new deployment")
+            return
         write_deployment_record(self.platform)
         self.log.info("deploy.done", version=deployment.version, functions=len(deployment.manifest.functions),
                       changed=changed)
@@ -95,7 +102,19 @@ class Relay:
         for background in self._stream_tasks():
             self.tasks.append(asyncio.create_task(background, name="stream"))
 
-        await edge.start()
+        if self.settings.smtp.processes:
+            doorbell = Doorbell(self.settings.state_path)
+            self.edges = EdgeSupervisor(self.settings, self.log, doorbell)
+            doorbell.listen(loop, self._on_ring)
+            self.edges.bind()
+            try:
+                await self.edges.start()
+            except EdgeStartFailed as exc:
+                await self.edges.stop()
+                raise StartupFailed(str(exc)) from exc
+            await edge.start(skip=EDGE_LISTENERS)
+        else:
+            await edge.start()
         http.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
@@ -106,6 +125,9 @@ class Relay:
                       kafka=bool(self.settings.kafka.bootstrapServers), pid=os.getpid())
         await self.stop_event.wait()
         self.log.info("relay.stopping")
+        if self.edges is not None:
+            await self.edges.stop()
+            doorbell.close(loop)
         await edge.stop()
         http.stop()
         await asyncio.wait(self.tasks, timeout=30)
@@ -114,6 +136,14 @@ class Relay:
         self.runtime.shutdown()
         deployment_file(self.platform).unlink(missing_ok=True)
         self.log.info("relay.stopped")
+
+    def _on_ring(self, what: bytes, pid: int) -> None:
+        """An edge process committed something: wake the readers here (queue runner, streams)."""
+        assert self.edges is not None
+        self.edges.on_ring(what, pid)
+        if what == bell.WAKE:
+            self.services.spool.wake()
+            self.services.bus.nudge()
 
     def _stream_tasks(self) -> list:
         coros = []

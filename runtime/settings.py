@@ -126,6 +126,7 @@ class SmtpSettings:
     authFailureWindow: float = 600.0
     authFailureDelay: float = 2.0
     authFailureMaxDelay: float = 30.0
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ class SmtpSchema(_Base):
     authFailureWindow = Duration()
     authFailureDelay = Duration()
     authFailureMaxDelay = Duration()
+    processes = fields.Integer(validate=validate.Range(0, 64))
 
 
 class LimitSchema(_Base):

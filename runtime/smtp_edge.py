@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import re
+import socket
 import ssl
 import time
 import uuid
@@ -348,16 +350,22 @@ class SmtpEdge:
             )
         return make
 
-    async def start(self) -> None:
+    async def start(self, sockets: dict[str, socket.socket] | None = None, skip: tuple[str, ...] = ()) -> None:
+        """Listen on every listener but `skip`; with `sockets`, only on those already-bound sockets."""
         loop = asyncio.get_running_loop()
         for listener in self.listeners:
-            server = await loop.create_server(
-                self._factory(listener), listener.host, listener.port,
-                ssl=self.tls_context if listener.implicit_tls else None,
-                reuse_address=True)
+            if listener.name in skip or (sockets is not None and listener.name not in sockets):
+                continue
+            ssl_context = self.tls_context if listener.implicit_tls else None
+            if sockets is not None:
+                server = await loop.create_server(self._factory(listener), sock=sockets[listener.name],
+                                                  ssl=ssl_context)
+            else:
+                server = await loop.create_server(self._factory(listener), listener.host, listener.port,
+                                                  ssl=ssl_context, reuse_address=True)
             self.servers.append(server)
             self.log.info("smtp.listening", listener=listener.name, host=listener.host, port=listener.port,
-                          tls="implicit" if listener.implicit_tls else "starttls")
+                          tls="implicit" if listener.implicit_tls else "starttls", pid=os.getpid())
 
     async def stop(self) -> None:
         for server in self.servers:

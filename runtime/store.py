@@ -6,11 +6,11 @@ on disk. Other database files the app declares (serverless.yml
 their schema name. Writers take the lock up front (BEGIN IMMEDIATE) so a check-then-act
 inside one transaction is exact even with many SMTP sessions at once.
 
-Writers of this process queue on a Python lock before BEGIN IMMEDIATE.
-SQLite's own busy handler polls with sleeps of up to 100 ms, so under many
-concurrent sessions a writer would sleep long after the lock came free;
-the in-process lock hands over at once and leaves busy_timeout for writers
-in other processes (the CLI, a second relay).
+Writers queue on a Python lock, then on an flock of `relay.sqlite.writer`,
+before BEGIN IMMEDIATE. SQLite's own busy handler polls with sleeps of up
+to 100 ms, so under many concurrent sessions a writer would sleep long
+after the lock came free; the two locks hand over at once, within this
+process and between the relay's processes (the edge processes, the CLI).
 
 `group` is a transaction for the hot path (a message's spool rows, a
 delivery outcome): work that threads hand in while a commit is running is
@@ -22,6 +22,8 @@ disk.
 from __future__ import annotations
 
 import contextvars
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -51,6 +53,35 @@ class _Work:
     error: BaseException | None = None
 
 
+class _WriterLock:
+    """A thread lock, then an exclusive flock shared by every process that opens the store."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def acquire(self) -> None:
+        self._thread.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+    def __enter__(self) -> "_WriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Store:
     def __init__(self, path: str | Path, attach: dict[str, Path] | None = None) -> None:
         self.path = Path(path)
@@ -59,7 +90,7 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._writer = _WriterLock(self.path.with_name(self.path.name + ".writer"))
         self._group_lock = threading.Lock()
         self._waiting: list[_Work] = []
         self._leading = False

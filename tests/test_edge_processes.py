@@ -1,0 +1,97 @@
+"""Submission and SMTPS in edge processes (`smtp.processes`): mail flows, edges restart, nothing is lost."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from harness.relay import enroll_published
+from harness.smtp import session
+from test_delivery import DID, DOMAIN, no_warmup, submit  # noqa: F401 (fixture)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _edge_pids(relay) -> list[int]:
+    return [line["pid"] for line in relay.logs("edge.started")]
+
+
+def test_sessions_are_served_by_edge_processes_and_their_mail_is_delivered(mail_relay, dns_server, sink_mx,
+                                                                           no_warmup):
+    relay = mail_relay({**no_warmup, "smtp": {"processes": 2}})
+    relay.wait_for("edge.started", count=2)
+    main_pid = relay.proc.pid
+    edges = set(_edge_pids(relay))
+    assert len(edges) == 2 and main_pid not in edges
+    listening = {(line["listener"], line["pid"]) for line in relay.logs("smtp.listening")}
+    assert ("mx", main_pid) in listening
+    assert {pid for name, pid in listening if name in ("submission", "smtps")} == edges
+
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    ids = [submit(relay, member, to=f"r{i}@recipient.test", subject=f"n{i}",
+                  listener="smtps" if i % 2 else "submission") for i in range(6)]
+    received = sink_mx.wait_for(6, timeout=30)
+    assert len(received) == 6
+    assert relay.cli_json("queue")["summary"] == {"delivered": 6}
+    # The edge's commits reached the main process's stream apps too.
+    status, body, _ = relay.http("GET", f"/admin/members/{DID}")
+    assert status == 200
+    assert len(ids) == 6
+
+
+def test_a_killed_edge_is_restarted_and_connections_wait_for_it(mail_relay, dns_server, sink_mx, no_warmup):
+    relay = mail_relay({**no_warmup, "smtp": {"processes": 1}})
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    edge, = _edge_pids(relay)
+    os.kill(edge, signal.SIGKILL)
+    # The socket stays bound by the main process: a client that connects now waits in the backlog.
+    with socket.create_connection(("127.0.0.1", relay.ports["submission"]), timeout=30) as sock:
+        sock.settimeout(30)
+        assert sock.recv(512).startswith(b"220 ")
+    exited, = relay.wait_for("edge.exited", pid=edge)
+    assert exited["returncode"] == -signal.SIGKILL
+    restarted, = relay.wait_for("edge.restarted")
+    assert restarted["pid"] != edge
+    submit(relay, member, subject="after the restart")
+    assert len(sink_mx.wait_for(1, timeout=30)) == 1
+
+
+def test_kill_9_of_the_relay_takes_its_edges_down_and_the_next_start_delivers(mail_relay, dns_server, sink_mx,
+                                                                               no_warmup):
+    sink_mx.stop()
+    relay = mail_relay({**no_warmup, "smtp": {"processes": 2}})
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    for i in range(4):
+        submit(relay, member, to=f"r{i}@recipient.test", subject=f"n{i}")
+    edges = _edge_pids(relay)
+    relay.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in edges) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in edges), "an edge outlived the relay it served"
+    sink_mx.start()
+    relay.restart()
+    assert len(sink_mx.wait_for(4, timeout=60)) == 4
+    assert relay.cli_json("queue")["summary"] == {"delivered": 4}
+
+
+def test_a_deploy_reaches_the_edges_before_it_is_reported_done(mail_relay, dns_server, no_warmup):
+    relay = mail_relay({**no_warmup, "smtp": {"processes": 2}})
+    relay.wait_for("edge.started", count=2)
+    assert relay.cli_json("deploy")["deployed"] is True
+    # The CLI returned only after every edge had reloaded.
+    assert {line["pid"] for line in relay.logs("edge.deployed")} == set(_edge_pids(relay))
+    s = session(relay, "submission")
+    assert s.ehlo()[0] == 250
+    s.quit()
