@@ -94,8 +94,14 @@ def apply(state: dict[str, Any], action_id: int, name: str, data: dict[str, Any]
 
 def _window(buckets: dict[str, dict], current: int, span: int, counter: str, fraction: float) -> float:
     """Sliding-window estimate: the current `span` buckets, plus the share of the one before still in range."""
-    total = sum(buckets.get(str(b), {}).get(counter, 0) for b in range(current - span + 1, current + 1))
-    return total + buckets.get(str(current - span), {}).get(counter, 0) * (1.0 - fraction)
+    total = 0.0
+    for key, counts in buckets.items():  # only the buckets that exist: most members have a few
+        age = current - int(key)
+        if 0 <= age < span:
+            total += counts.get(counter, 0)
+        elif age == span:
+            total += counts.get(counter, 0) * (1.0 - fraction)
+    return total
 
 
 def figures(state: dict[str, Any], now: float) -> dict[str, float]:
