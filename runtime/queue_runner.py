@@ -27,6 +27,7 @@ from runtime.spool import Due, Spool
 FAILED_RUN_PAUSE = 60.0
 BATCH_FILL = 4
 HOLD_AT_MOST = 0.5
+RECHECK_HOLD = 0.02
 
 
 class QueueRunner:
@@ -43,6 +44,7 @@ class QueueRunner:
         self._total = 0
         self._tasks: set[asyncio.Task] = set()
         self._held: asyncio.TimerHandle | None = None
+        self._holding = False
         spool.on_wake(self.wake)
 
     def wake(self) -> None:
@@ -64,6 +66,9 @@ class QueueRunner:
                 await self._dispatch()
             except Exception as exc:
                 self.log.error("spool.runner_error", error=repr(exc))
+            if self._holding:
+                # Each arrival wakes us; while holding, count again only after a few more came in.
+                await asyncio.sleep(RECHECK_HOLD)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             except asyncio.TimeoutError:
@@ -75,6 +80,7 @@ class QueueRunner:
         deployment, spec, trigger = self._binding()
         if spec is None:
             return
+        self._holding = False
         delivery = self.settings.delivery
         capacity = delivery.concurrency - self._total
         if capacity <= 0:
@@ -87,6 +93,7 @@ class QueueRunner:
         for route, items in by_route.items():
             while items and self._in_flight[route] < delivery.perDomainConcurrency and self._total < delivery.concurrency:
                 if self._worth_waiting(route, items, trigger.batchSize, now):
+                    self._holding = True
                     self._hold_wake()
                     break
                 batch, items = self._take_batch(items, trigger.batchSize)

@@ -18,9 +18,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from runtime.clock import Clock
 from runtime.jsonlog import JsonLog
@@ -30,8 +29,7 @@ from runtime.store import Store
 FINAL_STATES = ("delivered", "failed", "expired")
 
 
-@dataclass(frozen=True)
-class Due:
+class Due(NamedTuple):
     queue_id: str
     recipient: str
     route: str
@@ -154,7 +152,7 @@ class Spool:
             "SELECT queue_id, recipient, route, attempts, created_at FROM spool_recipients"
             " WHERE state = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
             " ORDER BY next_attempt_at LIMIT ?", (now, now, limit))
-        return [Due(r["queue_id"], r["recipient"], r["route"], r["attempts"], r["created_at"]) for r in rows]
+        return [Due(*row) for row in rows]
 
     def lease(self, items: list[Due], until: float, token: str) -> list[Due]:
         """Claim items for one delivery run; returns those not claimed by someone else meanwhile."""
