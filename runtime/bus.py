@@ -7,6 +7,7 @@ configured, `KafkaBridge` forwards the outbox to the brokers.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -25,8 +26,13 @@ class Record:
     offset: int
     topic: str
     key: str
-    value: dict
+    raw: str
     timestamp: float
+
+    @functools.cached_property
+    def value(self) -> dict:
+        """Decoded on first use: a consumer that only passes records on never parses them."""
+        return json.loads(self.raw)
 
 
 class EventBus:
@@ -78,13 +84,13 @@ class EventBus:
         rows = self.store.query(
             "SELECT id, topic, key, value, created_at FROM outbox"
             " WHERE topic = ? AND id > ? ORDER BY id LIMIT ?", (topic, after, limit))
-        return [Record(r["id"], r["topic"], r["key"], json.loads(r["value"]), r["created_at"]) for r in rows]
+        return [Record(*r) for r in rows]
 
     def read_all(self, after: int, limit: int = 500) -> list[Record]:
         rows = self.store.query(
             "SELECT id, topic, key, value, created_at FROM outbox"
             " WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
-        return [Record(r["id"], r["topic"], r["key"], json.loads(r["value"]), r["created_at"]) for r in rows]
+        return [Record(*r) for r in rows]
 
     def committed(self, group: str, topic: str) -> int:
         row = self.store.query_one(
@@ -140,7 +146,7 @@ def record_as_lambda(record: Record, partition: int = 0) -> dict[str, Any]:
         "timestamp": int(record.timestamp * 1000),
         "timestampType": "CREATE_TIME",
         "key": base64.b64encode(record.key.encode()).decode(),
-        "value": base64.b64encode(json.dumps(record.value, separators=(",", ":")).encode()).decode(),
+        "value": base64.b64encode(record.raw.encode()).decode(),
         "headers": [],
     }
 

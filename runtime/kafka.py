@@ -76,7 +76,7 @@ class OutboxPublisher:
                 if new_topics:
                     await ensure_topics(self.settings, sorted(new_topics), self.log)
                     self.known_topics |= new_topics
-                sends = [await producer.send(r.topic, key=r.key.encode(), value=_json(r.value)) for r in records]
+                sends = [await producer.send(r.topic, key=r.key.encode(), value=r.raw.encode()) for r in records]
                 await asyncio.gather(*sends)
 
                 def commit(last: int = records[-1].offset) -> None:
@@ -141,12 +141,6 @@ class KafkaConsumerLoop:
                 await asyncio.sleep(RETRY_PAUSE)
         if consumer is not None:
             await _quietly(consumer.stop())
-
-
-def _json(value: dict) -> bytes:
-    import json
-
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _lambda_record(r) -> dict:
