@@ -35,7 +35,7 @@ class Doorbell:
             pass
 
     def listen(self, loop: asyncio.AbstractEventLoop, on_ring: Callable[[bytes, int], None]) -> None:
-        """Serve rings on the loop (main process): on_ring(what, pid) once per datagram."""
+        """Serve rings on the loop (main process): on_ring(what, pid), wakes coalesced."""
         self.path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         sock.bind(str(self.path))
@@ -43,13 +43,16 @@ class Doorbell:
         self._recv = sock
 
         def drain() -> None:
+            rung: dict[tuple[bytes, int], None] = {}
             while True:
                 try:
                     data = sock.recv(64)
                 except BlockingIOError:
-                    return
+                    break
                 what, _, pid = data.partition(b" ")
-                on_ring(what, int(pid or 0))
+                rung[(what, 0 if what == WAKE else int(pid or 0))] = None
+            for what, pid in rung:  # many rings while we were busy make one wake-up
+                on_ring(what, pid)
 
         loop.add_reader(sock.fileno(), drain)
 
