@@ -5,7 +5,6 @@ the relay, not the policy.
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +25,7 @@ def member_relay(work: Path, prefix: str, did: str, domain: str,
     policy.write_text("warming:\n  tiers: []\n")
     relay = Relay(work / f"{prefix}relay", config={
         **bind.config, "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
-        "delivery": {"port": mx.port, **(delivery or {})}, "smtp": {"authFailureLimit": 1000, "processes": int(os.environ.get("ATMOS_EDGES", "0"))},
+        "delivery": {"port": mx.port, **(delivery or {})}, "smtp": {"authFailureLimit": 1000},
     })
     try:
         relay.start()
