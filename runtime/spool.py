@@ -1,14 +1,13 @@
 """The delivery spool: accepted messages on disk, their recipients' state in SQLite.
 
 A message is one file under `<stateDir>/queue/messages/`: a JSON envelope on
-the first line, the message bytes after it. `put` writes it to `tmp/`
-(usually into a delivered message's file, emptied and reused: see
-recycled_files), fsyncs, renames and fsyncs the directory. `register` then
-adds one row per recipient inside the caller's transaction; the SMTP 250
-follows that commit. So a message without rows was never acknowledged
-(recovery discards it and the client's retry brings it back), and a message
-with rows is always on disk. Leases keep two deliveries of one recipient
-from overlapping; a lease left by a crash simply runs out.
+the first line, the message bytes after it. `put` writes it to `tmp/`,
+fsyncs, renames and fsyncs the directory. `register` then adds one row per
+recipient inside the caller's transaction; the SMTP 250 follows that commit.
+So a message without rows was never acknowledged (recovery discards it and
+the client's retry brings it back), and a message with rows is always on
+disk. Leases keep two deliveries of one recipient from overlapping; a lease
+left by a crash simply runs out.
 """
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ from typing import Iterable, NamedTuple
 
 from runtime.clock import Clock
 from runtime.jsonlog import JsonLog
-from runtime.recycled_files import RecycledFiles
 from runtime.store import Store
 
 FINAL_STATES = ("delivered", "failed", "expired")
@@ -64,7 +62,6 @@ class Spool:
         self.log = log
         for d in (self.messages, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
-        self.recycled = RecycledFiles(self.root / "free")
         self._wakeups: list = []
         # Group fsync of messages/: renames done before an fsync starts are covered by it.
         self._dir_sync = threading.Condition()
@@ -84,9 +81,7 @@ class Spool:
         if b"\n" in header:
             raise SpoolError("envelope must serialise to one line")
         tmp = self.tmp / f"{queue_id}.msg"
-        fd = self.recycled.take(tmp)
-        if fd is None:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(header + b"\n" + message)
             while view:
@@ -131,7 +126,7 @@ class Spool:
 
     def discard(self, queue_id: str) -> None:
         try:
-            self.recycled.give(self.path_of(queue_id))
+            self.path_of(queue_id).unlink()
         except FileNotFoundError:
             pass
 
@@ -220,9 +215,6 @@ class Spool:
         stats = {"orphans_discarded": 0, "finished_removed": 0, "missing_files": 0, "leases_cleared": 0, "queued": 0}
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
-        for kept in self.recycled.dir.iterdir():
-            os.truncate(kept, 0)  # a crash between rename and truncate leaves content here
-        self.recycled.trim()
         with self.store.transaction() as conn:
             stats["leases_cleared"] = conn.execute(
                 "UPDATE spool_recipients SET lease_until = NULL, lease_token = NULL WHERE lease_until IS NOT NULL"

@@ -243,28 +243,3 @@ def test_kill_9_after_250_loses_nothing(mail_relay, dns_server, sink_mx, no_warm
     assert subjects == sorted(f"n{i}" for i in range(12))
     assert relay.cli_json("queue")["summary"] == {"delivered": 12}
     assert len(accepted) == 12
-
-
-def test_a_delivered_message_is_emptied_at_once_and_its_file_reused(mail_relay, dns_server, sink_mx, no_warmup):
-    """No delivered mail lingers on disk, and the spool does not make ext4 allocate an inode per message."""
-    relay = mail_relay(no_warmup)
-    member = enroll_published(relay, dns_server, DID, DOMAIN)
-    queue = relay.state / "queue"
-    submit(relay, member, subject="first")
-    sink_mx.wait_for(1)
-    relay.wait_for("delivery.result", status="delivered")
-    deadline = time.monotonic() + 10
-    while list((queue / "messages").iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list((queue / "messages").iterdir()) == []
-    kept, = (queue / "free").iterdir()
-    assert kept.stat().st_size == 0
-    inode = kept.stat().st_ino
-
-    sink_mx.stop()
-    queue_id = submit(relay, member, subject="second")
-    spooled = queue / "messages" / f"{queue_id}.msg"
-    assert spooled.stat().st_ino == inode
-    assert b"Subject: second" in spooled.read_bytes()
-    assert spooled.stat().st_mode & 0o777 == 0o600
-    assert list((queue / "free").iterdir()) == []
