@@ -75,6 +75,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     """Internal: one edge process of `serve` (see runtime/edge_processes.py)."""
     from runtime.edge_processes import parse_fds, run_edge
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until ready; the main process signals again then
     platform = _platform(args, quiet=False)
     return run_edge(platform, parse_fds(args.listen_fds), args.parent)
 

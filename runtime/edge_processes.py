@@ -130,12 +130,19 @@ class EdgeSupervisor:
 
     def deploy(self, timeout: float = 30.0) -> bool:
         """Make every edge reload (SIGHUP) and wait for each to confirm (called off the loop)."""
-        procs = [p for p in self._procs.values() if p.returncode is None]
+        deadline = time.monotonic() + timeout
         with self._seen:
+            while True:  # an edge still starting is signalled once it is ready
+                procs = [p for p in self._procs.values() if p.returncode is None]
+                if all(p.pid in self._ready for p in procs):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._seen.wait(min(left, 0.1))
             before = {p.pid: self._deployed.get(p.pid, 0) for p in procs}
         for proc in procs:
             proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
         with self._seen:
             while not all(self._deployed.get(pid, 0) > n for pid, n in before.items()):
                 left = deadline - time.monotonic()
