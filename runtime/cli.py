@@ -76,7 +76,9 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from runtime.edge_processes import parse_fds, run_edge
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until ready; the main process signals again then
-    platform = _platform(args, quiet=False)
+    log = JsonLog(process="edge", pid=os.getpid())  # every line says which edge wrote it
+    install_stdlib_bridge(log)
+    platform = build(load_settings(args.config), log)
     return run_edge(platform, parse_fds(args.listen_fds), args.parent)
 
 

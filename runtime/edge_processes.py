@@ -47,10 +47,9 @@ class EdgeStartFailed(Exception):
 class EdgeSupervisor:
     """Main-process side: binds the edge sockets, starts and restarts the edges, relays deploys."""
 
-    def __init__(self, settings: Settings, log: JsonLog, doorbell: Doorbell) -> None:
+    def __init__(self, settings: Settings, log: JsonLog) -> None:
         self.settings = settings
         self.log = log
-        self.doorbell = doorbell
         self.count = settings.smtp.processes
         self.sockets: dict[str, socket.socket] = {}
         self._procs: dict[int, asyncio.subprocess.Process] = {}
@@ -157,7 +156,7 @@ class EdgeSupervisor:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         if procs:
-            _, pending = await asyncio.wait([asyncio.create_task(p.wait()) for p in procs], timeout=30)
+            await asyncio.wait([asyncio.create_task(p.wait()) for p in procs], timeout=30)
             for proc in procs:
                 if proc.returncode is None:
                     proc.kill()
@@ -200,9 +199,9 @@ def run_edge(platform: Platform, fds: dict[str, int], parent: int) -> int:
         try:
             platform.runtime.load()
         except Exception as exc:
-            log.error("deploy.failed", error=str(exc), pid=os.getpid())
+            log.error("deploy.failed", error=str(exc))
             return
-        log.info("edge.deployed", pid=os.getpid(), version=platform.runtime.require().version)
+        log.info("edge.deployed", version=platform.runtime.require().version)
         doorbell.ring(bell.DEPLOYED)
 
     async def serve() -> None:
@@ -215,11 +214,11 @@ def run_edge(platform: Platform, fds: dict[str, int], parent: int) -> int:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, deploy))
         doorbell.ring(bell.READY)
-        log.info("edge.started", pid=os.getpid(), listeners=sorted(sockets))
+        log.info("edge.started", listeners=sorted(sockets))
         await stop.wait()
         await edge.stop()
         platform.runtime.shutdown()
-        log.info("edge.stopped", pid=os.getpid())
+        log.info("edge.stopped")
 
     asyncio.run(serve())
     return 0

@@ -104,7 +104,7 @@ class Relay:
 
         if self.settings.smtp.processes:
             doorbell = Doorbell(self.settings.state_path)
-            self.edges = EdgeSupervisor(self.settings, self.log, doorbell)
+            self.edges = EdgeSupervisor(self.settings, self.log)
             doorbell.listen(loop, self._on_ring)
             self.edges.bind()
             try:

@@ -35,6 +35,14 @@ def relay(start_relay) -> Relay:
 
 
 @pytest.fixture
+def no_warmup(tmp_path) -> dict:
+    """Config for a cooperative that does not warm new members up (a policy file without tiers)."""
+    path = tmp_path / "policy.yml"
+    path.write_text("warming:\n  tiers: []\n")
+    return {"rulesFile": str(path)}
+
+
+@pytest.fixture
 def sink_mx(tmp_path):
     """The recipients' MX: a real SMTP server offering STARTTLS, storing what it accepts."""
     mx = SinkMX(tmp_path / "mx", tls=self_signed(tmp_path / "mx-tls")).start()

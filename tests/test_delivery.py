@@ -18,14 +18,6 @@ DID = "did:plc:deliverdeliverdeliverdel"
 DOMAIN = "member.example"
 
 
-@pytest.fixture
-def no_warmup(tmp_path) -> dict:
-    """Config for a cooperative that does not warm new members up (a policy file without tiers)."""
-    path = tmp_path / "policy.yml"
-    path.write_text("warming:\n  tiers: []\n")
-    return {"rulesFile": str(path)}
-
-
 def submit(relay, member, to="friend@recipient.test", listener="submission", subject="hello", extra="",
            frm=None) -> str:
     s = session(relay, listener)
