@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import ssl
-import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from runtime import replies
+from runtime.auth_throttle import AuthThrottle
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
@@ -58,36 +58,6 @@ class Listener:
     host: str
     port: int
     implicit_tls: bool
-
-
-class AuthThrottle:
-    """Failed logins per client address; past the limit each reply waits longer."""
-
-    def __init__(self, limit: int, window: float, base_delay: float, max_delay: float) -> None:
-        self.limit, self.window, self.base, self.max = limit, window, base_delay, max_delay
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, peer: str) -> list[float]:
-        cutoff = time.monotonic() - self.window
-        stamps = [t for t in self._failures.get(peer, []) if t > cutoff]
-        if stamps:
-            self._failures[peer] = stamps
-        else:
-            self._failures.pop(peer, None)
-        return stamps
-
-    def delay(self, peer: str) -> float:
-        excess = len(self._recent(peer)) - self.limit + 1
-        return 0.0 if excess <= 0 else min(self.max, self.base * (2 ** (excess - 1)))
-
-    def failed(self, peer: str) -> int:
-        self._failures.setdefault(peer, []).append(time.monotonic())
-        if len(self._failures) > 100_000:
-            self._failures.pop(next(iter(self._failures)))
-        return len(self._recent(peer))
-
-    def succeeded(self, peer: str) -> None:
-        self._failures.pop(peer, None)
 
 
 class RelaySMTP(SMTP):
@@ -321,7 +291,8 @@ class SmtpEdge:
         self.tls_context = tls_context
         self.handler = EdgeHandler(self)
         smtp = settings.smtp
-        self.throttle = AuthThrottle(smtp.authFailureLimit, smtp.authFailureWindow,
+        self.throttle = AuthThrottle(settings.state_path / "auth-failures.sqlite", smtp.authFailureLimit,
+                                     smtp.authFailureWindow,
                                      smtp.authFailureDelay, smtp.authFailureMaxDelay)
         self.servers: list[asyncio.AbstractServer] = []
         self.listeners = [

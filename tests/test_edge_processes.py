@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import socket
 import sqlite3
 import time
@@ -103,3 +104,20 @@ def test_a_deploy_reaches_the_edges_before_it_is_reported_done(mail_relay, dns_s
     s = session(relay, "submission")
     assert s.ehlo()[0] == 250
     s.quit()
+
+
+def test_failed_logins_are_counted_across_edges(start_relay):
+    relay = start_relay({"smtp": {"processes": 2, "authFailureLimit": 2, "authFailureDelay": 0.2}})
+    relay.wait_for("edge.started", count=2)
+    relay.enroll(DID, DOMAIN)
+    for _ in range(5):  # a new connection each time: the kernel hands them to either edge
+        s = session(relay, "submission")
+        try:
+            s.login(DOMAIN, "atmos_guess")
+        except smtplib.SMTPAuthenticationError as err:
+            assert err.smtp_code == 535
+        s.close()
+    refused = relay.wait_for("smtp.auth", result="invalid", count=5)
+    assert [line["failures"] for line in refused] == [1, 2, 3, 4, 5]
+    assert {line["pid"] for line in refused} <= set(_edge_pids(relay))
+    assert relay.wait_for("smtp.auth_throttled", peer="127.0.0.1")
