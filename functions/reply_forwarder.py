@@ -83,4 +83,5 @@ def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer:
     except BaseException:
         context.spool.discard(queue_id)
         raise
+    context.spool.wake()
     return queue_id

@@ -117,12 +117,11 @@ class Spool:
 
     def register(self, conn: sqlite3.Connection, queue_id: str, recipients: Iterable[tuple[str, str]],
                  now: float, not_before: float | None = None) -> None:
-        """Make the spooled message deliverable, inside the caller's transaction."""
+        """Make the spooled message deliverable, inside the caller's transaction; `wake()` after its commit."""
         conn.executemany(
             "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
             " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
             [(queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
-        self.wake()
 
     def discard(self, queue_id: str) -> None:
         try:
