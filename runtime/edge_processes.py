@@ -94,7 +94,7 @@ class EdgeSupervisor:
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             *self._command(), pass_fds=[s.fileno() for s in self.sockets.values()],
-            stdin=asyncio.subprocess.DEVNULL, cwd=os.getcwd())
+            stdin=asyncio.subprocess.DEVNULL)
         self._procs[slot] = proc
         return proc
 

@@ -186,7 +186,10 @@ class FunctionRuntime:
 
     def _submit(self, name: str, event: dict, deployment: Deployment | None,
                 parent_deadline: float | None) -> tuple[concurrent.futures.Future, float, FunctionSpec]:
-        run, deadline, spec = self._prepare(name, event, deployment, parent_deadline)
+        return self._submit_prepared(*self._prepare(name, event, deployment, parent_deadline))
+
+    def _submit_prepared(self, run: Callable[[], Any], deadline: float,
+                         spec: FunctionSpec) -> tuple[concurrent.futures.Future, float, FunctionSpec]:
         slots = self._slots(spec)
 
         def in_slot() -> Any:
@@ -194,22 +197,23 @@ class FunctionRuntime:
                 return run()
         return self._pool(spec).submit(in_slot), deadline, spec
 
-    def _invoke_inline(self, name: str, event: dict, deployment: Deployment | None,
-                       parent_deadline: float) -> tuple[bool, Any]:
+    def _invoke_nested(self, name: str, event: dict, deployment: Deployment | None,
+                       parent_deadline: float) -> Any:
         """A handler calling another synchronously runs it on its own thread when the callee has a free slot.
 
         The caller would only block on the callee's future, so the hand-off to another thread and back
         buys nothing but two context switches. The callee's timeout is still enforced: its commits are
         refused once it overruns (commit_guard), and an overrun is reported as FunctionTimeout.
+        Without a free slot it waits in the callee's pool like any other invocation.
         """
         run, deadline, spec = self._prepare(name, event, deployment, parent_deadline)
         slots = self._slots(spec)
         if not slots.acquire(blocking=False):
-            return False, None
+            return self._wait(*self._submit_prepared(run, deadline, spec))
         try:
             result = run()
             if time.monotonic() <= deadline:
-                return True, result
+                return result
         except FunctionTimeout:
             if time.monotonic() <= deadline:
                 raise
@@ -217,6 +221,13 @@ class FunctionRuntime:
             slots.release()
         self.services.log.error("function.timeout", function=name, timeout=spec.timeout)
         raise FunctionTimeout(detail=f"{name} timed out after {spec.timeout:g}s")
+
+    def _wait(self, future: concurrent.futures.Future, deadline: float, spec: FunctionSpec) -> Any:
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            self.services.log.error("function.timeout", function=spec.name, timeout=spec.timeout)
+            raise FunctionTimeout(detail=f"{spec.name} timed out after {spec.timeout:g}s") from None
 
     def _record(self, name: str, seconds: float, ok: bool) -> None:
         entry = self.stats.setdefault(name, {"invocations": 0, "errors": 0, "seconds": 0.0})
@@ -229,15 +240,8 @@ class FunctionRuntime:
                parent_deadline: float | None = None) -> Any:
         """Run a handler and wait for it, at most its timeout."""
         if parent_deadline is not None:
-            ran, result = self._invoke_inline(name, event, deployment, parent_deadline)
-            if ran:
-                return result
-        future, deadline, spec = self._submit(name, event, deployment, parent_deadline)
-        try:
-            return future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            self.services.log.error("function.timeout", function=name, timeout=spec.timeout)
-            raise FunctionTimeout(detail=f"{name} timed out after {spec.timeout:g}s") from None
+            return self._invoke_nested(name, event, deployment, parent_deadline)
+        return self._wait(*self._submit(name, event, deployment, None))
 
     async def invoke_async(self, name: str, event: dict, *, deployment: Deployment | None = None) -> Any:
         future, deadline, spec = self._submit(name, event, deployment, None)
