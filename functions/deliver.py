@@ -54,7 +54,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
                         451, "4.3.0", "spool file missing", "", False), counts, final="failed")
                 continue
             eight_bit = not message.isascii()
-            still_open = None
             for item in items:
                 if context.get_remaining_time_in_millis() < MARGIN_MS:
                     finished = True
@@ -65,9 +64,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
                     index = envelope["rcpt_tos"].index(item["recipient"])
                     sender = verp.address(key, queue_id, index, settings.operatorDomain)
                     outcome = session.send(sender, item["recipient"], message, eight_bit)
-                still_open = _settle(context, queue_id, envelope, item, outcome, counts)
-            if still_open == 0:
-                context.spool.discard(queue_id)
+                _settle(context, queue_id, envelope, item, outcome, counts)
         finished = True
     finally:
         if session is not None:
@@ -100,9 +97,9 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
     recipient = item["recipient"]
 
     def record(conn) -> int:
-        context.spool.settle(conn, queue_id, recipient, state="queued" if status == "deferred" else status,
-                             next_attempt_at=next_at, code=outcome.code, text=f"{outcome.status} {outcome.text}",
-                             now=now)
+        still_open = context.spool.settle(
+            conn, queue_id, recipient, state="queued" if status == "deferred" else status,
+            next_attempt_at=next_at, code=outcome.code, text=f"{outcome.status} {outcome.text}", now=now)
         if did:
             events.emit(conn, context, "delivery_result", {
                 "sender_did": did, "message_id": message_id, "queue_id": queue_id, "recipient": recipient,
@@ -112,7 +109,7 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                 feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
                                                                                 outcome.code),
                                        message_id=message_id, source="smtp")
-        return context.spool.open_count(conn, queue_id)
+        return still_open
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.
     still_open = context.store.group(record)

@@ -83,5 +83,5 @@ def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer:
     except BaseException:
         context.spool.discard(queue_id)
         raise
-    context.spool.wake()
+    context.spool.committed(queue_id)
     return queue_id

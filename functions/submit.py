@@ -140,6 +140,6 @@ def on_data(event: dict, context: LambdaContext) -> dict:
     except BaseException:
         context.spool.discard(queue_id)
         raise
-    context.spool.wake()
+    context.spool.committed(queue_id)
     return {"reply": replies.QUEUED.format(queue_id=queue_id).as_dict(), "queue_id": queue_id,
             "message_id": signed["message_id"]}

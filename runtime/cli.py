@@ -186,7 +186,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     rows = store.query(
         "SELECT queue_id, recipient, state, attempts, next_attempt_at, last_code, last_text FROM spool_recipients"
         " WHERE (? = '' OR state = ?) ORDER BY created_at DESC LIMIT ?", (args.state, args.state, args.limit))
-    _print({"summary": platform.services.spool.summary(),
+    _print({"summary": platform.services.spool.summary(), "spool": platform.services.spool.stats(),
             "recipients": [dict(r) for r in rows]})
     return 0
 

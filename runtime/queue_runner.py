@@ -10,6 +10,9 @@ Under load a route that already has batches in flight gets another only
 when enough fresh mail has gathered to fill it (BATCH_FILL per batch in
 flight) or the oldest waiting item is HOLD_AT_MOST old: one transaction and
 one hand-off per batch instead of per message, with a bounded wait.
+
+Every REAP_EVERY seconds the runner also deletes spool segments nothing
+points into any more (Spool.reap).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ FAILED_RUN_PAUSE = 60.0
 BATCH_FILL = 4
 HOLD_AT_MOST = 0.5
 RECHECK_HOLD = 0.02
+REAP_EVERY = 30.0
 
 
 class QueueRunner:
@@ -60,10 +64,14 @@ class QueueRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        reap_at = self._loop.time() + REAP_EVERY
         while not stop.is_set():
             self._wake.clear()
             try:
                 await self._dispatch()
+                if self._loop.time() >= reap_at:
+                    reap_at = self._loop.time() + REAP_EVERY
+                    await asyncio.to_thread(self.spool.reap)
             except Exception as exc:
                 self.log.error("spool.runner_error", error=repr(exc))
             if self._holding:

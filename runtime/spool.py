@@ -1,18 +1,19 @@
 """The delivery spool: accepted messages on disk, their recipients' state in SQLite.
 
-A message is one file under `<stateDir>/queue/messages/`: a JSON envelope on
-the first line, the message bytes after it. `put` writes it to `tmp/`,
-fsyncs, renames and fsyncs the directory. `register` then adds one row per
-recipient inside the caller's transaction; the SMTP 250 follows that commit.
-So a message without rows was never acknowledged (recovery discards it and
-the client's retry brings it back), and a message with rows is always on
-disk. Leases keep two deliveries of one recipient from overlapping; a lease
-left by a crash simply runs out.
+A message is one record in a segment file under `<stateDir>/queue/segments/`
+(see spool_segments): a JSON envelope on the first line, the message bytes
+after it. `put` appends it and fdatasyncs; `register` then adds a row for
+the message and one per recipient inside the caller's transaction, and
+`committed` follows that commit; the SMTP 250 comes after it. So a record
+without rows was never acknowledged (its bytes are reclaimed with their
+segment), and a message with rows is always on disk: its segment is held
+by the writer until the commit and afterwards kept for as long as a row
+points into it. Leases keep two deliveries of one recipient from
+overlapping; a lease left by a crash simply runs out.
 """
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from typing import Iterable, NamedTuple
 
 from runtime.clock import Clock
 from runtime.jsonlog import JsonLog
+from runtime.spool_segments import Placement, SegmentFiles
 from runtime.store import Store
 
 FINAL_STATES = ("delivered", "failed", "expired")
@@ -44,95 +46,68 @@ def new_queue_id() -> str:
     return f"{int(time.time() * 1000):011X}{secrets.token_hex(4).upper()}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     def __init__(self, root: str | Path, store: Store, log: JsonLog, clock: Clock) -> None:
         self.clock = clock
         self.root = Path(root)
-        self.messages = self.root / "messages"
-        self.tmp = self.root / "tmp"
         self.store = store
         self.log = log
-        for d in (self.messages, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
+        self.segments = SegmentFiles(self.root)
+        self._placed: dict[str, Placement] = {}
+        self._placed_lock = threading.Lock()
         self._wakeups: list = []
-        # Group fsync of messages/: renames done before an fsync starts are covered by it.
-        self._dir_sync = threading.Condition()
-        self._dir_wanted = 0
-        self._dir_synced = 0
-        self._dir_busy = False
-
-    def path_of(self, queue_id: str) -> Path:
-        if not queue_id.isalnum():
-            raise SpoolError(f"bad queue id {queue_id!r}")
-        return self.messages / f"{queue_id}.msg"
 
     def put(self, envelope: dict, message: bytes, queue_id: str | None = None) -> str:
-        """Write the message durably; nothing is acknowledged yet."""
+        """Write the message durably; nothing is acknowledged until `register` commits and `committed`."""
         queue_id = queue_id or new_queue_id()
+        if not queue_id.isalnum():
+            raise SpoolError(f"bad queue id {queue_id!r}")
         header = json.dumps({**envelope, "queue_id": queue_id}, separators=(",", ":")).encode()
         if b"\n" in header:
             raise SpoolError("envelope must serialise to one line")
-        tmp = self.tmp / f"{queue_id}.msg"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(header + b"\n" + message)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path_of(queue_id))
-        self._sync_messages_dir()
+        placement = self.segments.append(queue_id, header + b"\n" + message)
+        with self._placed_lock:
+            self._placed[queue_id] = placement
         return queue_id
-
-    def _sync_messages_dir(self) -> None:
-        """fsync messages/ after a rename; puts that rename while one fsync runs share the next one."""
-        with self._dir_sync:
-            self._dir_wanted += 1
-            mine = self._dir_wanted
-            while self._dir_synced < mine:
-                if self._dir_busy:
-                    self._dir_sync.wait()
-                    continue
-                self._dir_busy, covering, done = True, self._dir_wanted, False
-                self._dir_sync.release()
-                try:
-                    _fsync_dir(self.messages)
-                    done = True
-                finally:
-                    self._dir_sync.acquire()
-                    self._dir_busy = False
-                    if done:
-                        self._dir_synced = max(self._dir_synced, covering)
-                    self._dir_sync.notify_all()
 
     def register(self, conn: sqlite3.Connection, queue_id: str, recipients: Iterable[tuple[str, str]],
                  now: float, not_before: float | None = None) -> None:
-        """Make the spooled message deliverable, inside the caller's transaction; `wake()` after its commit."""
+        """Make the spooled message deliverable, inside the caller's transaction; `committed()` after its commit."""
+        with self._placed_lock:
+            placement = self._placed.get(queue_id)
+        if placement is None:
+            raise SpoolError(f"{queue_id} was not put by this process")
+        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, now))
         conn.executemany(
             "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
             " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
             [(queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
 
+    def committed(self, queue_id: str) -> None:
+        """The transaction that registered `queue_id` has committed: let its segment go and wake delivery."""
+        self._forget(queue_id)
+        self.wake()
+
     def discard(self, queue_id: str) -> None:
-        try:
-            self.path_of(queue_id).unlink()
-        except FileNotFoundError:
-            pass
+        """A put that will never be registered (its transaction failed or was refused)."""
+        self._forget(queue_id)
+
+    def _forget(self, queue_id: str) -> None:
+        with self._placed_lock:
+            self._placed.pop(queue_id, None)
+        self.segments.release(queue_id)
 
     def load(self, queue_id: str) -> tuple[dict, bytes]:
-        data = self.path_of(queue_id).read_bytes()
-        header, _, message = data.partition(b"\n")
-        return json.loads(header), message
+        row = self.store.query_one(
+            "SELECT segment, position, length FROM spool_messages WHERE queue_id = ?", (queue_id,))
+        if row is None:
+            raise FileNotFoundError(f"no spooled message {queue_id}")
+        header, _, message = self.segments.read(Placement(*row)).partition(b"\n")
+        envelope = json.loads(header)
+        if envelope.get("queue_id") != queue_id:
+            raise SpoolError(f"segment {row[0]} at {row[1]} holds {envelope.get('queue_id')}, not {queue_id}")
+        return envelope, message
 
     def on_wake(self, callback) -> None:
         self._wakeups.append(callback)
@@ -181,8 +156,12 @@ class Spool:
             return cur.rowcount
 
     def settle(self, conn: sqlite3.Connection, queue_id: str, recipient: str, *, state: str,
-               next_attempt_at: float | None, code: int | None, text: str, now: float) -> None:
-        """Record one attempt's outcome inside the caller's transaction."""
+               next_attempt_at: float | None, code: int | None, text: str, now: float) -> int:
+        """Record one attempt's outcome inside the caller's transaction; returns the recipients still queued.
+
+        When none is left the message's row goes in the same transaction, and with
+        the last row pointing into a segment the segment becomes reapable.
+        """
         if state not in ("queued",) + FINAL_STATES:
             raise SpoolError(f"unknown recipient state {state!r}")
         cur = conn.execute(
@@ -192,45 +171,38 @@ class Spool:
             (state, next_attempt_at, code, text[:1000], now, queue_id, recipient))
         if cur.rowcount != 1:
             raise SpoolError(f"no spooled recipient {recipient} in {queue_id}")
+        still_open = int(conn.execute("SELECT COUNT(*) FROM spool_recipients WHERE queue_id = ? AND state = 'queued'",
+                                      (queue_id,)).fetchone()[0])
+        if still_open == 0:
+            conn.execute("DELETE FROM spool_messages WHERE queue_id = ?", (queue_id,))
+        return still_open
 
-    @staticmethod
-    def open_count(conn: sqlite3.Connection, queue_id: str) -> int:
-        """Recipients of `queue_id` not yet final; 0 after a commit means the file can go."""
-        row = conn.execute(
-            "SELECT COUNT(*) FROM spool_recipients WHERE queue_id = ? AND state = 'queued'", (queue_id,)).fetchone()
-        return int(row[0])
-
-    def remove_if_done(self, queue_id: str) -> bool:
-        """Delete the file once every recipient is final; call after the settling commit."""
-        row = self.store.query_one(
-            "SELECT COUNT(*) AS open FROM spool_recipients WHERE queue_id = ? AND state = 'queued'", (queue_id,))
-        if row and row["open"] == 0:
-            self.discard(queue_id)
-            return True
-        return False
+    def reap(self) -> dict[str, int]:
+        """Delete segments that no writer holds and no spooled message points into."""
+        def referenced(segment: str) -> bool:
+            return self.store.query_one("SELECT 1 FROM spool_messages WHERE segment = ? LIMIT 1",
+                                        (segment,)) is not None
+        count, size = self.segments.reap(referenced)
+        if count:
+            self.log.info("spool.reaped", segments=count, bytes=size)
+        return {"segments_reaped": count, "bytes_reaped": size}
 
     def recover(self) -> dict[str, int]:
         """Put the spool back in order after any stop, clean or not."""
-        stats = {"orphans_discarded": 0, "finished_removed": 0, "missing_files": 0, "leases_cleared": 0, "queued": 0}
-        for leftover in self.tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+        stats = {"leases_cleared": 0, "legacy_moved": 0, "missing_files": 0, "queued": 0}
+        self.segments.clear_staging()
         with self.store.transaction() as conn:
             stats["leases_cleared"] = conn.execute(
                 "UPDATE spool_recipients SET lease_until = NULL, lease_token = NULL WHERE lease_until IS NOT NULL"
             ).rowcount
-        open_ids = {r["queue_id"] for r in self.store.query(
-            "SELECT DISTINCT queue_id FROM spool_recipients WHERE state = 'queued'")}
-        known_ids = {r["queue_id"] for r in self.store.query("SELECT DISTINCT queue_id FROM spool_recipients")}
-        on_disk = {p.stem for p in self.messages.glob("*.msg")}
-        for queue_id in on_disk - known_ids:
-            self.discard(queue_id)
-            stats["orphans_discarded"] += 1
-            self.log.warning("spool.orphan_discarded", queue_id=queue_id,
-                             reason="spooled but never acknowledged (stopped before commit)")
-        for queue_id in (on_disk & known_ids) - open_ids:
-            self.discard(queue_id)
-            stats["finished_removed"] += 1
-        for queue_id in open_ids - on_disk:
+        stats["legacy_moved"] = self._move_legacy_files()
+        stats.update(self.reap())
+        present = set(self.segments.names())
+        missing = [r["queue_id"] for r in self.store.query(
+            "SELECT DISTINCT r.queue_id FROM spool_recipients r LEFT JOIN spool_messages m USING (queue_id)"
+            " WHERE r.state = 'queued' AND (m.segment IS NULL OR m.segment NOT IN (%s))"
+            % ",".join("?" * len(present)), sorted(present))]
+        for queue_id in missing:
             stats["missing_files"] += 1
             self.log.error("spool.file_missing", queue_id=queue_id)
             now = self.clock.now()
@@ -238,9 +210,43 @@ class Spool:
                 conn.execute(
                     "UPDATE spool_recipients SET state = 'failed', last_text = 'spool file missing', updated_at = ?"
                     " WHERE queue_id = ? AND state = 'queued'", (now, queue_id))
+                conn.execute("DELETE FROM spool_messages WHERE queue_id = ?", (queue_id,))
         row = self.store.query_one("SELECT COUNT(*) AS n FROM spool_recipients WHERE state = 'queued'")
         stats["queued"] = int(row["n"]) if row else 0
         return stats
+
+    def _move_legacy_files(self) -> int:
+        """Messages spooled one file each (`queue/messages/<id>.msg`, before segments) move into a segment."""
+        legacy = self.root / "messages"
+        if not legacy.is_dir():
+            return 0
+        moved = 0
+        for path in sorted(legacy.glob("*.msg")):
+            queue_id = path.stem
+            wanted = self.store.query_one(
+                "SELECT 1 FROM spool_recipients r WHERE r.queue_id = ? AND r.state = 'queued' AND NOT EXISTS"
+                " (SELECT 1 FROM spool_messages m WHERE m.queue_id = r.queue_id)", (queue_id,))
+            if wanted is not None:
+                header, _, message = path.read_bytes().partition(b"\n")
+                self.put(json.loads(header), message, queue_id)
+                placement = self._placed[queue_id]
+                try:
+                    with self.store.transaction() as conn:
+                        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
+                                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, self.clock.now()))
+                finally:
+                    self._forget(queue_id)
+                moved += 1
+            path.unlink()
+        if not any(legacy.iterdir()):
+            legacy.rmdir()
+        return moved
+
+    def stats(self) -> dict[str, int]:
+        """Live messages and the segment files holding them (and not yet reaped garbage)."""
+        row = self.store.query_one("SELECT COUNT(*) AS n FROM spool_messages")
+        count, size = self.segments.usage()
+        return {"messages": int(row["n"]) if row else 0, "segments": count, "segment_bytes": size}
 
     def summary(self) -> dict:
         rows = self.store.query("SELECT state, COUNT(*) AS n FROM spool_recipients GROUP BY state")
@@ -272,5 +278,15 @@ MIGRATIONS = [
     );
     CREATE INDEX spool_due ON spool_recipients (state, next_attempt_at);
     CREATE INDEX spool_lease ON spool_recipients (lease_token);
+    """,
+    """
+    CREATE TABLE spool_messages (
+        queue_id TEXT PRIMARY KEY,
+        segment TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX spool_messages_segment ON spool_messages (segment);
     """,
 ]

@@ -167,7 +167,7 @@ def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_m
     bounce = next(e["data"] for e in events if e["data"]["action_name"] == "bounce_received")
     assert bounce["data"]["kind"] == "hard" and bounce["data"]["status"] == "5.1.1"
     assert bounce["data"]["reason"] == "mailbox unknown"
-    assert not list((relay.state / "queue" / "messages").iterdir())
+    assert relay.cli_json("queue")["spool"]["messages"] == 0
     s = session(relay, "submission")
     s.login(DOMAIN, member["apiKey"])
     s.mail(f"app@{DOMAIN}")
@@ -184,7 +184,7 @@ def test_expired_after_max_age(mail_relay, dns_server, sink_mx):
     expired = relay.wait_for("delivery.result", status="expired", timeout=30)[0]
     assert expired["code"] == 450
     assert relay.cli_json("queue")["summary"] == {"expired": 1}
-    assert not list((relay.state / "queue" / "messages").iterdir())
+    assert relay.cli_json("queue")["spool"]["messages"] == 0
 
 
 def test_null_mx_and_unknown_domain_fail_permanently(mail_relay, dns_server, sink_mx):
@@ -235,3 +235,45 @@ def test_kill_9_after_250_loses_nothing(mail_relay, dns_server, sink_mx, no_warm
     assert subjects == sorted(f"n{i}" for i in range(12))
     assert relay.cli_json("queue")["summary"] == {"delivered": 12}
     assert len(accepted) == 12
+
+
+def test_spool_segments_are_reclaimed_once_delivered(mail_relay, dns_server, sink_mx, no_warmup):
+    """A segment goes when no writer holds it and no queued message points into it."""
+    relay = mail_relay(no_warmup)
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    for i in range(3):
+        submit(relay, member, to=f"r{i}@recipient.test")
+    relay.wait_for("delivery.result", status="delivered", count=3)
+    spool = relay.cli_json("queue")["spool"]
+    assert spool["messages"] == 0 and spool["segments"] >= 1
+    before = {p.name for p in (relay.state / "queue" / "segments").iterdir()}
+    relay.stop()
+    relay.restart()
+    recovered = relay.wait_for("spool.recovered")[-1]
+    assert recovered["segments_reaped"] == len(before) and recovered["bytes_reaped"] > 0
+    assert not before & {p.name for p in (relay.state / "queue" / "segments").iterdir()}
+
+
+def test_mail_spooled_by_the_file_per_message_layout_is_delivered(mail_relay, dns_server, sink_mx, no_warmup):
+    """An upgrade from `queue/messages/<id>.msg` files: what was queued there is moved and delivered."""
+    relay = mail_relay(no_warmup)
+    enroll_published(relay, dns_server, DID, DOMAIN)
+    relay.stop()
+    queue_id, now = "0190000000001ABCDEF12", time.time()
+    legacy = relay.state / "queue" / "messages"
+    legacy.mkdir()
+    envelope = {"did": DID, "member_domain": DOMAIN, "message_id": "<legacy@x>", "mail_from": f"app@{DOMAIN}",
+                "rcpt_tos": ["old@recipient.test"], "received_at": now, "queue_id": queue_id}
+    raw = message(f"app@{DOMAIN}", "old@recipient.test", subject="spooled before the upgrade")
+    (legacy / f"{queue_id}.msg").write_bytes(json.dumps(envelope).encode() + b"\n" + raw)
+    (legacy / "0190000000002ABCDEF12.msg").write_bytes(b"{}\nnever acknowledged")
+    with sqlite3.connect(relay.state / "relay.sqlite") as db:
+        db.execute("INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
+                   " created_at, updated_at) VALUES (?, 'old@recipient.test', 'recipient.test', 'queued', 0, ?, ?, ?)",
+                   (queue_id, now, now, now))
+    relay.restart()
+    assert relay.wait_for("spool.recovered")[-1]["legacy_moved"] == 1
+    (meta, raw_received), = sink_mx.wait_for(1)
+    assert meta["rcpt_tos"] == ["old@recipient.test"]
+    assert email.message_from_bytes(raw_received)["Subject"] == "spooled before the upgrade"
+    assert not legacy.exists()

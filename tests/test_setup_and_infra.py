@@ -83,7 +83,7 @@ def test_make_run_starts_the_relay_on_its_embedded_defaults(tmp_path):
         assert started["state_dir"] == str(tmp_path / "state") and started["kafka"] is False
         assert (tmp_path / "state" / "relay.sqlite").exists()
         assert (tmp_path / "state" / "tls" / "cert.pem").exists()
-        assert (tmp_path / "state" / "queue" / "messages").is_dir()
+        assert (tmp_path / "state" / "queue" / "segments").is_dir()
         assert oct((tmp_path / "state" / "operator-dkim-keys.json").stat().st_mode & 0o777) == "0o600"
     finally:
         _stop(proc)

@@ -6,8 +6,10 @@ on both listeners, with smtplib and with swaks.
 from __future__ import annotations
 
 import base64
+import json
 import smtplib
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -107,7 +109,12 @@ def test_member_sends_with_did_or_domain_as_username(relay, member, listener, us
     assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
     s.quit()
     queued = text.decode().rsplit(" ", 1)[1]
-    assert (relay.state / "queue" / "messages" / f"{queued}.msg").exists()
+    segment, position, length = sqlite3.connect(relay.state / "relay.sqlite").execute(
+        "SELECT segment, position, length FROM spool_messages WHERE queue_id = ?", (queued,)).fetchone()
+    with open(relay.state / "queue" / "segments" / f"{segment}.seg", "rb") as f:
+        f.seek(position)
+        record = f.read(length)
+    assert json.loads(record.split(b"\n", 1)[0])["queue_id"] == queued
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
@@ -118,7 +125,7 @@ def test_from_domain_must_be_the_members(relay, member, listener):
     s.rcpt("someone@recipient.test")
     code, text = s.data(message("CEO <ceo@bank.example>", "someone@recipient.test"))
     assert (code, text) == (550, b"5.7.1 From: domain bank.example is not enrolled for this member")
-    assert not list((relay.state / "queue" / "messages").iterdir())
+    assert relay.cli_json("queue")["spool"]["messages"] == 0
 
 
 def test_auth_login_is_refused_at_once(relay, member):
@@ -200,8 +207,7 @@ def test_oversized_message_is_552_and_nothing_is_kept(start_relay, listener):
     assert (code, text) == (552, b"5.3.4 Message size exceeds fixed maximum message size")
     assert s.noop()[0] == 250
     s.quit()
-    assert not list((relay.state / "queue" / "messages").iterdir())
-    assert not list((relay.state / "queue" / "tmp").iterdir())
+    assert relay.cli_json("queue")["spool"]["messages"] == 0
 
 
 def test_aborted_data_keeps_nothing(relay, member):
@@ -228,8 +234,8 @@ def test_aborted_data_keeps_nothing(relay, member):
     f.flush()
     tls.close()
     time.sleep(0.5)
-    assert not list((relay.state / "queue" / "messages").iterdir())
-    assert relay.cli_json("queue")["summary"] == {}
+    queue = relay.cli_json("queue")
+    assert queue["summary"] == {} and queue["spool"]["messages"] == 0
 
 
 def test_pipelined_session(relay, member):
