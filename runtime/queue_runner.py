@@ -93,7 +93,9 @@ class QueueRunner:
         capacity = delivery.concurrency - self._total
         if capacity <= 0:
             return
-        due = await asyncio.to_thread(self.spool.due, self.clock.now(), capacity * trigger.batchSize * 2)
+        # Routes already at their concurrency could take nothing: their items stay in SQLite.
+        full = [route for route, n in self._in_flight.items() if n >= delivery.perDomainConcurrency]
+        due = await asyncio.to_thread(self.spool.due, self.clock.now(), capacity * trigger.batchSize, full)
         by_route: dict[str, list[Due]] = defaultdict(list)
         for item in due:
             by_route[item.route].append(item)

@@ -116,11 +116,14 @@ class Spool:
         for callback in self._wakeups:
             callback()
 
-    def due(self, now: float, limit: int) -> list[Due]:
+    def due(self, now: float, limit: int, skip_routes: Iterable[str] = ()) -> list[Due]:
+        """Queued recipients whose time has come, oldest first; none of `skip_routes` (they are busy)."""
+        skip = list(skip_routes)
         rows = self.store.query(
             "SELECT queue_id, recipient, route, attempts, created_at FROM spool_recipients"
             " WHERE state = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            " ORDER BY next_attempt_at LIMIT ?", (now, now, limit))
+            f" AND route NOT IN ({','.join('?' * len(skip))}) ORDER BY next_attempt_at LIMIT ?",
+            (now, now, *skip, limit))
         return [Due(*row) for row in rows]
 
     def lease(self, items: list[Due], until: float, token: str) -> list[Due]:
