@@ -277,3 +277,28 @@ def test_mail_spooled_by_the_file_per_message_layout_is_delivered(mail_relay, dn
     assert meta["rcpt_tos"] == ["old@recipient.test"]
     assert email.message_from_bytes(raw_received)["Subject"] == "spooled before the upgrade"
     assert not legacy.exists()
+
+
+def test_big_messages_fill_segments_and_arrive_whole(mail_relay, dns_server, sink_mx, no_warmup):
+    """Three 4.5 MB messages: a full segment is retired and a new one begun; every message arrives intact."""
+    relay = mail_relay(no_warmup)
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    bodies = {}
+    for i in range(3):
+        body = "".join(f"{i} line {n:07d} " + "x" * 60 + "\r\n" for n in range(60_000))
+        s = session(relay, "submission")
+        s.login(DOMAIN, member["apiKey"])
+        assert s.sendmail(f"noreply@{DOMAIN}", [f"big{i}@recipient.test"],
+                          message(f"PDS <noreply@{DOMAIN}>", f"big{i}@recipient.test", subject=f"big {i}",
+                                  body=body)) == {}
+        s.quit()
+        bodies[f"big {i}"] = body
+    received = sink_mx.wait_for(3, timeout=60)
+    for _, raw in received:
+        assert raw.replace(b"\r\n", b"\n").endswith(bodies[email.message_from_bytes(raw)["Subject"]]
+                                                     .replace("\r\n", "\n").encode())
+    assert relay.cli_json("queue")["spool"]["segments"] >= 2
+    relay.stop()
+    relay.restart()
+    assert relay.wait_for("spool.recovered")[-1]["segments_reaped"] >= 2
+    assert relay.cli_json("queue")["spool"] == {"messages": 0, "segments": 0, "segment_bytes": 0}
