@@ -77,8 +77,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
 
 
 def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, outcome: Outcome,
-            counts: dict[str, int], final: str | None = None) -> int:
-    """Record one outcome and its event; returns how many recipients of the message are still queued."""
+            counts: dict[str, int], final: str | None = None) -> None:
+    """Record one outcome and its event."""
     now = context.clock.now()
     attempt = int(item.get("attempts", 0)) + 1
     if final:
@@ -96,8 +96,8 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
     message_id = envelope.get("message_id", "")
     recipient = item["recipient"]
 
-    def record(conn) -> int:
-        still_open = context.spool.settle(
+    def record(conn) -> None:
+        context.spool.settle(
             conn, queue_id, recipient, state="queued" if status == "deferred" else status,
             next_attempt_at=next_at, code=outcome.code, text=f"{outcome.status} {outcome.text}", now=now)
         if did:
@@ -109,13 +109,11 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                 feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
                                                                                 outcome.code),
                                        message_id=message_id, source="smtp")
-        return still_open
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.
-    still_open = context.store.group(record)
+    context.store.group(record)
     counts[status] += 1
     context.logger.info("delivery.result", message_id=message_id, queue_id=queue_id, recipient=recipient,
                         mx=outcome.mx, status=status, code=outcome.code, enhanced=outcome.status,
                         text=outcome.text[:300], attempt=attempt, tls=outcome.tls,
                         next_attempt_at=next_at, did=did)
-    return still_open

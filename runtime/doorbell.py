@@ -24,6 +24,7 @@ class Doorbell:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / SOCKET_NAME
         self._send: socket.socket | None = None
+        self._recv: socket.socket | None = None
 
     def ring(self, what: bytes = WAKE) -> None:
         """Tell the main process something changed (from an edge process, on any thread)."""
@@ -57,7 +58,7 @@ class Doorbell:
         loop.add_reader(sock.fileno(), drain)
 
     def close(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        recv = getattr(self, "_recv", None)
+        recv = self._recv
         if recv is not None:
             if loop is not None:
                 loop.remove_reader(recv.fileno())

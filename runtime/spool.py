@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -53,8 +52,6 @@ class Spool:
         self.store = store
         self.log = log
         self.segments = SegmentFiles(self.root)
-        self._placed: dict[str, Placement] = {}
-        self._placed_lock = threading.Lock()
         self._wakeups: list = []
 
     def put(self, envelope: dict, message: bytes, queue_id: str | None = None) -> str:
@@ -65,37 +62,32 @@ class Spool:
         header = json.dumps({**envelope, "queue_id": queue_id}, separators=(",", ":")).encode()
         if b"\n" in header:
             raise SpoolError("envelope must serialise to one line")
-        placement = self.segments.append(queue_id, header + b"\n" + message)
-        with self._placed_lock:
-            self._placed[queue_id] = placement
+        self.segments.append(queue_id, header + b"\n" + message)
         return queue_id
 
     def register(self, conn: sqlite3.Connection, queue_id: str, recipients: Iterable[tuple[str, str]],
                  now: float, not_before: float | None = None) -> None:
         """Make the spooled message deliverable, inside the caller's transaction; `committed()` after its commit."""
-        with self._placed_lock:
-            placement = self._placed.get(queue_id)
-        if placement is None:
-            raise SpoolError(f"{queue_id} was not put by this process")
-        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, now))
+        self._record_place(conn, queue_id, now)
         conn.executemany(
             "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
             " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
             [(queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
 
+    def _record_place(self, conn: sqlite3.Connection, queue_id: str, now: float) -> None:
+        placement = self.segments.placed(queue_id)
+        if placement is None:
+            raise SpoolError(f"{queue_id} was not put by this process")
+        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, now))
+
     def committed(self, queue_id: str) -> None:
         """The transaction that registered `queue_id` has committed: let its segment go and wake delivery."""
-        self._forget(queue_id)
+        self.segments.release(queue_id)
         self.wake()
 
     def discard(self, queue_id: str) -> None:
         """A put that will never be registered (its transaction failed or was refused)."""
-        self._forget(queue_id)
-
-    def _forget(self, queue_id: str) -> None:
-        with self._placed_lock:
-            self._placed.pop(queue_id, None)
         self.segments.release(queue_id)
 
     def load(self, queue_id: str) -> tuple[dict, bytes]:
@@ -159,11 +151,12 @@ class Spool:
             return cur.rowcount
 
     def settle(self, conn: sqlite3.Connection, queue_id: str, recipient: str, *, state: str,
-               next_attempt_at: float | None, code: int | None, text: str, now: float) -> int:
-        """Record one attempt's outcome inside the caller's transaction; returns the recipients still queued.
+               next_attempt_at: float | None, code: int | None, text: str, now: float) -> None:
+        """Record one attempt's outcome inside the caller's transaction.
 
-        When none is left the message's row goes in the same transaction, and with
-        the last row pointing into a segment the segment becomes reapable.
+        When the last recipient of a message is final, the message's row goes in
+        the same transaction, and with the last row pointing into a segment the
+        segment becomes reapable.
         """
         if state not in ("queued",) + FINAL_STATES:
             raise SpoolError(f"unknown recipient state {state!r}")
@@ -174,11 +167,10 @@ class Spool:
             (state, next_attempt_at, code, text[:1000], now, queue_id, recipient))
         if cur.rowcount != 1:
             raise SpoolError(f"no spooled recipient {recipient} in {queue_id}")
-        still_open = int(conn.execute("SELECT COUNT(*) FROM spool_recipients WHERE queue_id = ? AND state = 'queued'",
-                                      (queue_id,)).fetchone()[0])
-        if still_open == 0:
+        if state != "queued" and conn.execute(
+                "SELECT 1 FROM spool_recipients WHERE queue_id = ? AND state = 'queued' LIMIT 1",
+                (queue_id,)).fetchone() is None:
             conn.execute("DELETE FROM spool_messages WHERE queue_id = ?", (queue_id,))
-        return still_open
 
     def reap(self) -> dict[str, int]:
         """Delete segments that no writer holds and no spooled message points into."""
@@ -232,13 +224,11 @@ class Spool:
             if wanted is not None:
                 header, _, message = path.read_bytes().partition(b"\n")
                 self.put(json.loads(header), message, queue_id)
-                placement = self._placed[queue_id]
                 try:
                     with self.store.transaction() as conn:
-                        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
-                                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, self.clock.now()))
+                        self._record_place(conn, queue_id, self.clock.now())
                 finally:
-                    self._forget(queue_id)
+                    self.segments.release(queue_id)
                 moved += 1
             path.unlink()
         if not any(legacy.iterdir()):

@@ -104,7 +104,7 @@ class SegmentFiles:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._active: _Segment | None = None
-        self._held: dict[str, _Segment] = {}
+        self._held: dict[str, tuple[_Segment, Placement]] = {}
 
     def append(self, key: str, record: bytes) -> Placement:
         """Write `record` durably and hold its segment for `key` until `release(key)`."""
@@ -116,24 +116,31 @@ class SegmentFiles:
                 if segment is not None:
                     self._retire(segment)
                 segment = self._active = _Segment(self.directory, self.staging)
-            offset = segment.size
+            placement = Placement(segment.name, segment.size, len(record))
             segment.size += len(record)
             segment.holds += 1
-            self._held[key] = segment
+            self._held[key] = (segment, placement)
         try:
-            segment.write(record, offset)
+            segment.write(record, placement.offset)
             segment.sync()
         except BaseException:
             self.release(key)
             raise
-        return Placement(segment.name, offset, len(record))
+        return placement
+
+    def placed(self, key: str) -> Placement | None:
+        """Where `key`'s record went, while it is held (between `append` and `release`)."""
+        with self._lock:
+            held = self._held.get(key)
+        return held[1] if held else None
 
     def release(self, key: str) -> None:
         """What was placed for `key` is now committed (or abandoned): its segment may close."""
         with self._lock:
-            segment = self._held.pop(key, None)
-            if segment is None:
+            held = self._held.pop(key, None)
+            if held is None:
                 return
+            segment = held[0]
             segment.holds -= 1
             if segment.retired and segment.holds == 0:
                 os.close(segment.fd)
