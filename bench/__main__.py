@@ -71,11 +71,11 @@ def bench_postfix(work: Path, messages: int, clients: int, size: int, prefix: st
 
     if not (shutil.which("postfix") and shutil.which("opendkim")):
         return None
-    from functions import dkim_keys
+    from functions.dkim import key_pairs
     from harness.ports import free_port
 
     mx = SinkMX(work / f"{prefix}pf-mx").start()
-    key = dkim_keys.new_rsa()
+    key = key_pairs.new_rsa()
     postfix = PostfixSigningRelay(work / f"{prefix}postfix", listen_port=free_port(), sink_port=mx.port,
                                   dkim_domain=DOMAIN, dkim_selector="bench", dkim_key_pem=key.private_pem)
     try:

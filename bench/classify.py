@@ -27,8 +27,8 @@ import argparse
 import base64
 import json
 import os
-import sqlite3
 import smtplib
+import sqlite3
 import sys
 import tempfile
 import time

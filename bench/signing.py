@@ -5,8 +5,8 @@ import time
 
 import dkim
 
-from functions import dkim_keys
-from functions.dkim_signer import MessageSigner
+from functions.dkim import key_pairs
+from functions.dkim.signer import MessageSigner
 
 
 def _message(size: int = 4000) -> bytes:
@@ -28,8 +28,8 @@ def _rate(fn, seconds: float = 2.0) -> float:
 
 def run() -> dict[str, float]:
     message = _message()
-    rsa_key, ed_key = dkim_keys.new_rsa(), dkim_keys.new_ed25519()
-    op_rsa, op_ed = dkim_keys.new_rsa(), dkim_keys.new_ed25519()
+    rsa_key, ed_key = key_pairs.new_rsa(), key_pairs.new_ed25519()
+    op_rsa, op_ed = key_pairs.new_rsa(), key_pairs.new_ed25519()
     pem = rsa_key.private_pem.encode()
 
     def dkimpy_rsa() -> None:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from functions import admin_auth, http_api, web_pages
+from functions.web import admin_auth, http_api, pages
 from runtime.context import LambdaContext
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
@@ -48,5 +48,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return http_api.json_response(200, {"events": listed, "count": len(listed), "nextBefore": next_before or None})
     actions = [r["action_name"] for r in conn.execute("SELECT DISTINCT action_name FROM relay_events ORDER BY 1")]
     next_query = urlencode({k: v for k, v in (("did", did), ("action", action), ("before", next_before)) if v})
-    return web_pages.page(200, "events.html", events=listed, did=did, action=action, actions=actions,
+    return pages.page(200, "events.html", events=listed, did=did, action=action, actions=actions,
                           next_before=next_before, next_query=next_query, csrf=admin_auth.csrf_token(conn, admin))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from functions import admin_auth, http_api, web_pages
+from functions.web import admin_auth, http_api, pages
 from runtime.context import LambdaContext
 
 FAILED_LOGIN_PAUSE = 1.0
@@ -22,7 +22,7 @@ def _secure(event: dict) -> bool:
 
 def _login_page(event: dict, conn, status: int, error: str) -> dict:
     cookie, csrf = admin_auth.new_login_form(conn, _secure(event))
-    return web_pages.page(status, "login.html", cookies=[cookie], error=error, csrf=csrf)
+    return pages.page(status, "login.html", cookies=[cookie], error=error, csrf=csrf)
 
 
 def handler(event: dict, context: LambdaContext) -> dict:

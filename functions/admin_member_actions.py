@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-from functions import admin_auth, http_api, members
-from functions.identifiers import InvalidIdentifier, normalize_did
+from functions.members import registry
+from functions.members.identifiers import InvalidIdentifier, normalize_did
+from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
 ACTIONS = ("approve", "suspend", "reactivate")
@@ -43,12 +44,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
     try:
         with context.store.transaction() as tx:
             if action == "approve":
-                view = members.approve(tx, context, did, actor=actor, reason=reason)
+                view = registry.approve(tx, context, did, actor=actor, reason=reason)
             elif action == "suspend":
-                view = members.suspend(tx, context, did, reason, actor=actor)
+                view = registry.suspend(tx, context, did, reason, actor=actor)
             else:
-                view = members.reactivate(tx, context, did, actor=actor, reason=reason)
-    except members.MemberError as exc:
+                view = registry.reactivate(tx, context, did, actor=actor, reason=reason)
+    except registry.MemberError as exc:
         return http_api.error(event, exc.http_status, exc.message)
     context.logger.info("admin.member", action=action, did=did, status=view["status"], reason=view["reason"],
                         actor=actor, client=http_api.source_ip(event))

@@ -11,9 +11,11 @@ import sqlite3
 from typing import Any
 from urllib.parse import unquote
 
-from functions import (activity_chart, admin_auth, attestation, dkim_dns_check, dkim_keys, http_api, labels, limits,
-                       members, suppression, web_pages)
-from functions.identifiers import InvalidIdentifier, normalize_did
+from functions.dkim import dns_check, key_pairs
+from functions.members import attestation, labels, registry, suppression
+from functions.members.identifiers import InvalidIdentifier, normalize_did
+from functions.reputation import limits
+from functions.web import activity_chart, admin_auth, http_api, pages
 from runtime.context import LambdaContext
 
 STATUSES = ("pending", "active", "suspended")
@@ -30,7 +32,7 @@ def _caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[st
 
 def member_rows(conn: sqlite3.Connection, context: LambdaContext, status: str) -> list[dict[str, Any]]:
     out = []
-    for row in members.list_members(conn, status):
+    for row in registry.list_members(conn, status):
         did = row["did"]
         out.append({"did": did, "status": row["status"], "reason": row["reason"],
                     "domains": sorted((row["domains"] or "").split()),
@@ -41,16 +43,16 @@ def member_rows(conn: sqlite3.Connection, context: LambdaContext, status: str) -
 
 
 def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[str, Any]:
-    view = members.member_view(conn, did, context.settings)
+    view = registry.member_view(conn, did, context.settings)
     resolver = context.resolver()
     atproto = context.settings.atproto
     domains = []
     for row in conn.execute("SELECT * FROM member_domains WHERE did = ? ORDER BY domain", (did,)):
-        selectors = [dkim_keys.rsa_selector(row["dkim_selector"]), dkim_keys.ed25519_selector(row["dkim_selector"])]
+        selectors = [key_pairs.rsa_selector(row["dkim_selector"]), key_pairs.ed25519_selector(row["dkim_selector"])]
         domains.append({
             "domain": row["domain"],
             "selector": row["dkim_selector"],
-            "dkim": dkim_dns_check.domain_status(resolver, row),
+            "dkim": dns_check.domain_status(resolver, row),
             "attestation": attestation.check(did, row["domain"], selectors, atproto.plcUrl,
                                              min(atproto.timeout, 5.0)),
             "rotatedAt": row["rotated_at"],
@@ -79,14 +81,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
         rows = member_rows(conn, context, status)
         if http_api.wants_json(event):
             return http_api.json_response(200, {"members": rows, "count": len(rows)})
-        return web_pages.page(200, "members.html", members=rows, status=status, statuses=STATUSES, csrf=csrf)
+        return pages.page(200, "members.html", members=rows, status=status, statuses=STATUSES, csrf=csrf)
     try:
         did = normalize_did(unquote(raw_did))
         detail = member_detail(conn, context, did)
     except InvalidIdentifier as exc:
         return http_api.error(event, 400, exc.message)
-    except members.MemberNotFound as exc:
+    except registry.MemberNotFound as exc:
         return http_api.error(event, 404, exc.message)
     if http_api.wants_json(event):
         return http_api.json_response(200, detail)
-    return web_pages.page(200, "member.html", m=detail, csrf=csrf, chart=activity_chart.svg(detail["activity"]))
+    return pages.page(200, "member.html", m=detail, csrf=csrf, chart=activity_chart.svg(detail["activity"]))

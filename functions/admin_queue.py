@@ -6,7 +6,7 @@ the receiving MX last said. Read-only: the spool owns its rows.
 """
 from __future__ import annotations
 
-from functions import admin_auth, http_api, web_pages
+from functions.web import admin_auth, http_api, pages
 from runtime.context import LambdaContext
 
 STATES = ("queued", "delivered", "failed", "expired")
@@ -43,5 +43,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
                "queuedAt": r["created_at"], "updatedAt": r["updated_at"]} for r in rows]
     if http_api.wants_json(event):
         return http_api.json_response(200, {"summary": summary, "recipients": listed, "count": len(listed)})
-    return web_pages.page(200, "queue.html", summary=summary, recipients=listed, state=state, states=STATES,
+    return pages.page(200, "queue.html", summary=summary, recipients=listed, state=state, states=STATES,
                           did=did, domain=domain, csrf=admin_auth.csrf_token(conn, admin))

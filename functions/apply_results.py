@@ -14,7 +14,8 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
-from functions import events, labels, members
+from functions.members import labels, registry
+from functions.reputation import events
 from runtime.context import LambdaContext
 
 SUSPEND_VERDICT = "suspend_member"
@@ -114,7 +115,7 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
     # A member_suspended result only records the suspension; acting on it again could undo a reactivation.
     if SUSPEND_VERDICT in verdicts and member["status"] != "suspended" and name != "member_suspended":
         reason, rule, figures = _suspension_reason(result)
-        members.suspend(conn, context, did, reason, actor="rules", rule=rule, figures=figures)
+        registry.suspend(conn, context, did, reason, actor="rules", rule=rule, figures=figures)
         context.logger.warning("member.suspended_by_rule", did=did, rule=rule, figures=figures, action_id=action_id)
     return True
 

@@ -7,9 +7,9 @@ hashed again (`api_keys.VerifiedKeys`); the status is read every time.
 """
 from __future__ import annotations
 
-from functions import events
-from functions.api_keys import DUMMY_HASH, verified_keys, verify_api_key
-from functions.members import credentials_for, domains_of
+from functions.members.api_keys import DUMMY_HASH, verified_keys, verify_api_key
+from functions.members.registry import credentials_for, domains_of
+from functions.reputation import events
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError

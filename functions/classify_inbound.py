@@ -14,9 +14,10 @@ import email
 import email.policy
 import json
 
-from functions import feedback, inbound_addresses, reply_forwarder
-from functions.bounce_reasons import Classification
-from functions.inbound_classifier import Verdict, classify
+from functions.inbound import addresses, forwarder
+from functions.inbound.bounce_reasons import Classification
+from functions.inbound.classifier import Verdict, classify
+from functions.reputation import feedback
 from runtime import replies
 from runtime.context import LambdaContext
 
@@ -31,7 +32,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     envelope = event.get("envelope") or {}
     settings = context.settings
     conn = context.store.connection()
-    targets = [t for t in (inbound_addresses.resolve(conn, r, settings.operatorDomain)
+    targets = [t for t in (addresses.resolve(conn, r, settings.operatorDomain)
                            for r in envelope.get("rcpt_tos") or []) if t is not None]
     verdict = classify(conn, message, targets, settings.operatorDomain)
     summary = {"classification": verdict.classification, "member_did": verdict.member_did,
@@ -87,6 +88,6 @@ def _record(context: LambdaContext, verdict: Verdict, message, envelope: dict, r
 
 
 def _forward(context: LambdaContext, raw: bytes, to: str, reason: str, inbound_id: int, session: dict) -> None:
-    queue_id = reply_forwarder.forward(context, raw, to, reason, peer=str(session.get("peer") or ""),
+    queue_id = forwarder.forward(context, raw, to, reason, peer=str(session.get("peer") or ""),
                                        helo=str(session.get("helo") or ""))
     context.logger.info("reply_forwarder.sent", id=inbound_id, to=to, queue_id=queue_id, reason=reason)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from functions import events, feedback, retry_policy, verp
-from functions.bounce_reasons import classify
-from functions.delivery_session import ConnectionCache, DeliverySession, Outcome, connections
-from functions.mx_resolver import DnsFailure, answers, resolve
+from functions.inbound.bounce_reasons import classify
+from functions.outbound import retry_policy, verp
+from functions.outbound.mx_resolver import DnsFailure, answers, resolve
+from functions.outbound.smtp_session import ConnectionCache, DeliverySession, Outcome, connections
+from functions.reputation import events, feedback
 from runtime.context import LambdaContext
 
 # Stop starting new transactions when less than this is left of the invocation.

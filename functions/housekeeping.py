@@ -6,7 +6,9 @@ counters and expired suppressions are removed; `relay_events`,
 """
 from __future__ import annotations
 
-from functions import enroll_wizard, limits, suppression
+from functions.members import suppression
+from functions.reputation import limits
+from functions.web import enroll_throttle
 from runtime.context import LambdaContext
 
 OUTBOX_KEEP = 2 * 86400
@@ -22,7 +24,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     with context.store.transaction() as conn:
         removed["send_counters"] = limits.prune(conn, now)
         removed["expired_suppressions"] = suppression.purge_expired(conn, now)
-        removed["enroll_attempts"] = enroll_wizard.prune_attempts(conn, now)
+        removed["enroll_attempts"] = enroll_throttle.prune(conn, now)
     if any(removed.values()):
         context.logger.info("housekeeping.done", **removed)
     return removed

@@ -1,7 +1,7 @@
 """`inbound-rcpt`: RCPT TO on the inbound MX. Only addresses we handle; 550 5.7.1 for all else."""
 from __future__ import annotations
 
-from functions import inbound_addresses
+from functions.inbound import addresses
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -9,7 +9,7 @@ from runtime.errors import RelayError
 
 def handler(event: dict, context: LambdaContext) -> dict:
     recipient = str(event.get("rcpt_to") or "")
-    found = inbound_addresses.resolve(context.store.connection(), recipient, context.settings.operatorDomain)
+    found = addresses.resolve(context.store.connection(), recipient, context.settings.operatorDomain)
     if found is None:
         context.logger.info("inbound.refused", recipient=recipient, peer=(event.get("session") or {}).get("peer"),
                             mail_from=event.get("mail_from"))

@@ -7,7 +7,9 @@ leaves things as they are until the next run can tell.
 """
 from __future__ import annotations
 
-from functions import attestation, dkim_dns_check, dkim_keys, events, labels
+from functions.dkim import dns_check, key_pairs
+from functions.members import attestation, labels
+from functions.reputation import events
 from runtime.context import LambdaContext
 
 LABEL = "verified-mail-operator"
@@ -20,12 +22,12 @@ def verdict(context: LambdaContext, did: str, domains: list) -> tuple[bool | Non
     atproto = context.settings.atproto
     undecided = ""
     for row in domains:
-        for check in dkim_dns_check.domain_status(resolver, row):
+        for check in dns_check.domain_status(resolver, row):
             if check["status"] in ("missing", "mismatch"):
                 return False, f"{check['name']}: DKIM key {check['status']}"
             if check["status"] != "published":
                 undecided = f"{check['name']}: {check['detail']}"
-        selectors = [dkim_keys.rsa_selector(row["dkim_selector"]), dkim_keys.ed25519_selector(row["dkim_selector"])]
+        selectors = [key_pairs.rsa_selector(row["dkim_selector"]), key_pairs.ed25519_selector(row["dkim_selector"])]
         held = attestation.check(did, row["domain"], selectors, atproto.plcUrl, min(atproto.timeout, 5.0))
         if held["status"] in ("missing", "stale"):
             return False, f"{row['domain']}: attestation {held['status']}"

@@ -1,8 +1,8 @@
 """`member`: the operator's member commands (`atmos-relay member ...`), one action per event."""
 from __future__ import annotations
 
-from functions import members
-from functions.identifiers import normalize_did, normalize_domain
+from functions.members import registry
+from functions.members.identifiers import normalize_did, normalize_domain
 from runtime.context import LambdaContext
 
 
@@ -12,36 +12,36 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
     actor = str(event.get("actor") or "cli")
     if action == "enroll":
         did, domain = normalize_did(event.get("did", "")), normalize_domain(event.get("domain", ""))
-        material = members.new_material()
+        material = registry.new_material()
         with store.transaction() as conn:
-            return members.enroll(conn, context, did, domain, material,
+            return registry.enroll(conn, context, did, domain, material,
                                   contact=str(event.get("contact") or ""), forward_to=str(event.get("forwardTo") or ""))
     if action == "approve":
         with store.transaction() as conn:
-            return members.approve(conn, context, event.get("did", ""), actor=actor,
+            return registry.approve(conn, context, event.get("did", ""), actor=actor,
                                    reason=str(event.get("reason") or ""))
     if action == "suspend":
         with store.transaction() as conn:
-            return members.suspend(conn, context, event.get("did", ""), str(event.get("reason") or ""), actor=actor)
+            return registry.suspend(conn, context, event.get("did", ""), str(event.get("reason") or ""), actor=actor)
     if action == "reactivate":
         with store.transaction() as conn:
-            return members.reactivate(conn, context, event.get("did", ""), actor=actor,
+            return registry.reactivate(conn, context, event.get("did", ""), actor=actor,
                                       reason=str(event.get("reason") or ""))
     if action == "limits":
         with store.transaction() as conn:
-            return members.set_limits(conn, context, event.get("did", ""), event.get("hourly"), event.get("daily"))
+            return registry.set_limits(conn, context, event.get("did", ""), event.get("hourly"), event.get("daily"))
     if action == "label":
         with store.transaction() as conn:
-            return members.set_label(conn, context, event.get("did", ""), str(event.get("label") or ""),
+            return registry.set_label(conn, context, event.get("did", ""), str(event.get("label") or ""),
                                      add=not event.get("remove"), actor=actor, reason=str(event.get("reason") or ""))
     if action == "show":
-        return members.member_view(store.connection(), normalize_did(event.get("did", "")), context.settings)
+        return registry.member_view(store.connection(), normalize_did(event.get("did", "")), context.settings)
     if action == "list":
-        rows = members.list_members(store.connection(), str(event.get("status") or ""))
+        rows = registry.list_members(store.connection(), str(event.get("status") or ""))
         return [{"did": r["did"], "status": r["status"], "domains": (r["domains"] or "").split(),
                  "reason": r["reason"], "createdAt": r["created_at"], "approvedAt": r["approved_at"]} for r in rows]
     if action == "dns":
         domain = normalize_domain(event.get("domain", ""))
-        return {"domain": domain, "dnsRecords": members.domain_records(
+        return {"domain": domain, "dnsRecords": registry.domain_records(
             store.connection(), domain, context.settings.operatorDomain)}
-    raise members.MemberError(f"unknown member action {action!r}")
+    raise registry.MemberError(f"unknown member action {action!r}")

@@ -7,7 +7,7 @@ count them; duplicates of an action id already counted are ignored there.
 """
 from __future__ import annotations
 
-from functions import events
+from functions.reputation import events
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
 from runtime.replies import Reply

@@ -13,8 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from functions import dkim_keys, message_headers, operator_keys
-from functions.dkim_signer import MessageSigner, SigningError
+from functions.dkim import key_pairs, operator_keys
+from functions.dkim.signer import MessageSigner, SigningError
+from functions.outbound import message_headers
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -56,8 +57,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
         signer = MessageSigner(prepared.message)
         base = row["dkim_selector"]
         signatures = [
-            signer.sign(domain, dkim_keys.rsa_selector(base), row["dkim_rsa_privkey"]),
-            signer.sign(domain, dkim_keys.ed25519_selector(base), row["dkim_ed_privkey"]),
+            signer.sign(domain, key_pairs.rsa_selector(base), row["dkim_rsa_privkey"]),
+            signer.sign(domain, key_pairs.ed25519_selector(base), row["dkim_ed_privkey"]),
         ]
         operator_domain = context.settings.operatorDomain
         for key in operator_signing_keys(context.settings.stateDir, now):

@@ -5,7 +5,8 @@ policy file parses; a bad policy stops the relay here, with the reason.
 """
 from __future__ import annotations
 
-from functions import operator_keys, policy
+from functions.dkim import operator_keys
+from functions.reputation import policy
 from runtime.context import LambdaContext
 
 

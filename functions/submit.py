@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses
 
-from functions import events, limits, suppression
-from functions.identifiers import address_domain
-from functions.members import domains_of
+from functions.members import suppression
+from functions.members.identifiers import address_domain
+from functions.members.registry import domains_of
+from functions.reputation import events, limits
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError

@@ -17,7 +17,6 @@ from typing import Any
 
 from runtime.store import Store
 
-
 LINGER = 0.02
 
 

@@ -17,8 +17,15 @@ from typing import Any
 from runtime.bootstrap import Platform, build, manifest_path
 from runtime.errors import FunctionNotFound, ManifestError, RelayError
 from runtime.jsonlog import JsonLog, install_stdlib_bridge
-from runtime.manifest import (HttpTrigger, ScheduleTrigger, SmtpTrigger, SpoolTrigger, StartupTrigger,
-                              StreamTrigger, load_manifest)
+from runtime.manifest import (
+    HttpTrigger,
+    ScheduleTrigger,
+    SmtpTrigger,
+    SpoolTrigger,
+    StartupTrigger,
+    StreamTrigger,
+    load_manifest,
+)
 from runtime.settings import SettingsError, load_settings
 
 

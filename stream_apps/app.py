@@ -16,8 +16,8 @@ import time
 
 import faust
 
-from functions import policy
-from functions.events import ACTIONS_TOPIC, RESULTS_TOPIC
+from functions.reputation import policy
+from functions.reputation.events import ACTIONS_TOPIC, RESULTS_TOPIC
 from runtime.settings import load_settings
 from stream_apps import rules
 

@@ -13,8 +13,8 @@ import json
 import os
 import time
 
-from functions import policy
-from functions.events import ACTIONS_TOPIC, RESULTS_TOPIC
+from functions.reputation import policy
+from functions.reputation.events import ACTIONS_TOPIC, RESULTS_TOPIC
 from runtime.bus import Record
 from runtime.context import Services
 from stream_apps import rules

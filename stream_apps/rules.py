@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from functions.policy import Policy, Rule
+from functions.reputation.policy import Policy, Rule
 from stream_apps import reputation
 
 ENTITY = "MemberDid"

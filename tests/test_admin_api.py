@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import re
 import sqlite3
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
-
-import pytest
 
 from harness.relay import enroll_published
 from harness.smtp import message, submission

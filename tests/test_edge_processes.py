@@ -8,9 +8,10 @@ import socket
 import sqlite3
 import time
 
+from test_delivery import DID, DOMAIN, submit
+
 from harness.relay import enroll_published
 from harness.smtp import session
-from test_delivery import DID, DOMAIN, submit
 
 
 def _alive(pid: int) -> bool:

@@ -198,7 +198,7 @@ def test_apply_results_event_shape_matches_lambda_kafka(reputation, ids):
 
 def test_an_action_seen_again_gets_its_result_again_with_the_same_effects():
     """A Kafka worker can die after its state was saved and before its result was sent; the next one re-sends it."""
-    from functions import policy
+    from functions.reputation import policy
     from stream_apps import rules
 
     did, now = "did:plc:replayreplayreplayreplay", time.time()

@@ -99,11 +99,11 @@ def test_a_timed_out_handler_cannot_commit_afterwards(start_relay, tmp_path):
     """The caller was told 451; a handler that overran must not leave state behind."""
     manifest = probe_manifest(tmp_path, "probe.handler.handler", timeout=1, body="""
         import time
-        from functions import members
+        from functions.members import registry
         def handler(event, context):
             time.sleep(1.5)
             with context.store.transaction() as conn:
-                members.suspend(conn, context, event["session"]["principal"]["did"], "should never commit")
+                registry.suspend(conn, context, event["session"]["principal"]["did"], "should never commit")
             return {}
     """)
     relay = start_relay({"manifest": str(manifest)})
@@ -118,14 +118,14 @@ def test_a_function_invoked_by_another_keeps_its_own_timeout(start_relay, tmp_pa
     """A nested call may run on the caller's thread; its timeout and its commit guard still hold."""
     manifest_path = probe_manifest(tmp_path, "probe.handler.handler", timeout=10, body="""
         import time
-        from functions import members
+        from functions.members import registry
         def handler(event, context):
             context.invoke("slow", {"did": event["session"]["principal"]["did"]})
             return {"reply": {"code": 250, "status": "2.0.0", "text": "should not get here"}}
         def slow(event, context):
             time.sleep(1.5)
             with context.store.transaction() as conn:
-                members.suspend(conn, context, event["did"], "should never commit")
+                registry.suspend(conn, context, event["did"], "should never commit")
             return {}
     """)
     manifest = yaml.safe_load(manifest_path.read_text())

@@ -105,7 +105,7 @@ def test_sample_production_config_is_valid():
 
 
 def test_sample_policy_is_the_built_in_policy():
-    from functions import policy
+    from functions.reputation import policy
 
     shipped = policy.load(str(ROOT / "infra" / "policy.yml"))
     built_in = policy.load("")

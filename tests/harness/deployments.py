@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from harness.clock import ClockFile
-from harness.relay import BIN, Relay
+from harness.relay import Relay
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Mail a provider sends back: feedback reports (RFC 5965) and auto-replies, built like the real ones."""
 from __future__ import annotations
 
+from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.message import Message
 from email.policy import SMTP
 
 

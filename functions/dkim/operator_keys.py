@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions import dkim_keys
+from functions.dkim import key_pairs
 
 FILENAME = "operator-dkim-keys.json"
 
@@ -36,12 +36,12 @@ def path_for(state_dir: str | Path) -> Path:
 
 
 def _new_keys(now: float) -> list[dict[str, Any]]:
-    base = dkim_keys.selector_base(now)
-    rsa_key, ed_key = dkim_keys.new_rsa(), dkim_keys.new_ed25519()
+    base = key_pairs.selector_base(now)
+    rsa_key, ed_key = key_pairs.new_rsa(), key_pairs.new_ed25519()
     return [
-        {"algorithm": "rsa", "selector": dkim_keys.rsa_selector(base), "private_pem": rsa_key.private_pem,
+        {"algorithm": "rsa", "selector": key_pairs.rsa_selector(base), "private_pem": rsa_key.private_pem,
          "public_b64": rsa_key.public_b64},
-        {"algorithm": "ed25519", "selector": dkim_keys.ed25519_selector(base), "private_pem": ed_key.private_pem,
+        {"algorithm": "ed25519", "selector": key_pairs.ed25519_selector(base), "private_pem": ed_key.private_pem,
          "public_b64": ed_key.public_b64},
     ]
 

@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from functions.member_setup import ATTESTATION_COLLECTION
+from functions.members.onboarding import ATTESTATION_COLLECTION
 
 MAX_BODY = 1 << 20
 

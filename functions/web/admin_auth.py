@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from functions import http_api
+from functions.web import http_api
 
 COOKIE = "atmos_admin"
 SESSION_SECONDS = 12 * 3600

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dns.exception
 import dns.resolver
 
-from functions import dkim_keys
+from functions.dkim import key_pairs
 
 
 def txt_strings(resolver: dns.resolver.Resolver, name: str) -> list[str]:
@@ -29,7 +29,7 @@ def check(resolver: dns.resolver.Resolver, domain: str, selector: str, key_type:
         return {**result, "status": "missing", "detail": "no TXT record"}
     except (dns.exception.DNSException, OSError) as exc:
         return {**result, "status": "error", "detail": f"DNS lookup failed: {type(exc).__name__}"}
-    keys = [dkim_keys.txt_public_key(txt) for txt in records if "p=" in txt]
+    keys = [key_pairs.txt_public_key(txt) for txt in records if "p=" in txt]
     if not keys:
         return {**result, "status": "missing", "detail": "TXT record without a DKIM key"}
     if any(p == public_b64 and k == key_type for k, p in keys):
@@ -40,5 +40,5 @@ def check(resolver: dns.resolver.Resolver, domain: str, selector: str, key_type:
 def domain_status(resolver: dns.resolver.Resolver, row) -> list[dict]:
     """Both selectors of one `member_domains` row."""
     base = row["dkim_selector"]
-    return [check(resolver, row["domain"], dkim_keys.rsa_selector(base), "rsa", row["dkim_rsa_pubkey"]),
-            check(resolver, row["domain"], dkim_keys.ed25519_selector(base), "ed25519", row["dkim_ed_pubkey"])]
+    return [check(resolver, row["domain"], key_pairs.rsa_selector(base), "rsa", row["dkim_rsa_pubkey"]),
+            check(resolver, row["domain"], key_pairs.ed25519_selector(base), "ed25519", row["dkim_ed_pubkey"])]

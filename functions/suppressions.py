@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from functions import admin_auth, http_api, suppression
-from functions.identifiers import InvalidIdentifier, address_domain, normalize_did
+from functions.members import suppression
+from functions.members.identifiers import InvalidIdentifier, address_domain, normalize_did
+from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
 

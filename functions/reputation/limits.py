@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from functions import policy
+from functions.reputation import policy
 from runtime.context import LambdaContext
 
 

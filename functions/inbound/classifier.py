@@ -15,10 +15,10 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
-from functions import arf, auto_reply, dsn
-from functions.bounce_reasons import classify as classify_status
-from functions.inbound_addresses import InboundAddress
-from functions.inbound_attribution import Attribution, by_queue, by_returned
+from functions.inbound import arf, auto_reply, dsn
+from functions.inbound.addresses import InboundAddress
+from functions.inbound.attribution import Attribution, by_queue, by_returned
+from functions.inbound.bounce_reasons import classify as classify_status
 
 _BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail delivery|mdaemon|returned|bounce", re.I)
 _BOUNCE_SUBJECT = re.compile(r"undeliver|delivery (status|failure|notification)|returned mail|failure notice|"

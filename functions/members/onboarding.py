@@ -12,7 +12,7 @@ import shlex
 from typing import Any
 from urllib.parse import quote
 
-from functions import policy
+from functions.reputation import policy
 from runtime.settings import Settings
 
 ATTESTATION_COLLECTION = "email.atmos.attestation"

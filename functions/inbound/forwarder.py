@@ -17,9 +17,10 @@ import dkim.util
 import dns.exception
 import dns.resolver
 
-from functions import message_headers, operator_keys
-from functions.dkim_signer import MessageSigner
-from functions.identifiers import address_domain
+from functions.dkim import operator_keys
+from functions.dkim.signer import MessageSigner
+from functions.members.identifiers import address_domain
+from functions.outbound import message_headers
 from runtime.context import LambdaContext
 from runtime.spool import new_queue_id
 

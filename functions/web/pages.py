@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from functions import http_api
+from functions.web import http_api
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),

@@ -7,31 +7,15 @@ its current API keys; an operator without it uses `atmos-relay member enroll`.
 """
 from __future__ import annotations
 
-import sqlite3
 from email.utils import parseaddr
 
-from functions import http_api, member_setup, members, web_pages
-from functions.identifiers import InvalidIdentifier, address_domain, normalize_did, normalize_domain
+from functions.members import onboarding, registry
+from functions.members.identifiers import InvalidIdentifier, address_domain, normalize_did, normalize_domain
+from functions.web import enroll_throttle, http_api, pages
 from runtime.context import LambdaContext
 
 FIELDS = ("did", "domain", "contact", "forwardTo", "currentApiKey")
 _EMAIL_MAX = 254
-ENROLLS_PER_CLIENT_HOUR = 20
-
-
-def _admit(context: LambdaContext, client: str) -> bool:
-    """Count this attempt; key generation and hashing are costly, so one address gets a few an hour."""
-    hour = int(context.clock.now() // 3600)
-    with context.store.transaction() as conn:
-        conn.execute("INSERT INTO enroll_attempts (client, hour, count) VALUES (?, ?, 1)"
-                     " ON CONFLICT (client, hour) DO UPDATE SET count = count + 1", (client, hour))
-        count = conn.execute("SELECT count FROM enroll_attempts WHERE client = ? AND hour = ?",
-                             (client, hour)).fetchone()["count"]
-    return count <= ENROLLS_PER_CLIENT_HOUR
-
-
-def prune_attempts(conn: sqlite3.Connection, now: float) -> int:
-    return conn.execute("DELETE FROM enroll_attempts WHERE hour < ?", (int(now // 3600),)).rowcount
 
 
 def _check_address(value: str, what: str) -> str:
@@ -49,7 +33,7 @@ def _form_page(event: dict, status: int, form: dict[str, str], error: str = "") 
         return http_api.json_response(200, {
             "enroll": {"method": "POST", "path": "/enroll", "fields": list(FIELDS), "required": ["did", "domain"]}})
     shown = {k: form.get(k, "") for k in FIELDS if k != "currentApiKey"}
-    return web_pages.page(status, "enroll_form.html", form=shown, error=error)
+    return pages.page(status, "enroll_form.html", form=shown, error=error)
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
@@ -59,7 +43,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return _form_page(event, 200, {})
     form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
     client = http_api.source_ip(event)
-    if not _admit(context, client):
+    if not enroll_throttle.admit(context, client):
         context.logger.warning("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
                                reason="throttled", client=client)
         response = _form_page(event, 429, form, f"too many enrollments from {client} this hour; try again later")
@@ -70,20 +54,20 @@ def handler(event: dict, context: LambdaContext) -> dict:
         domain = normalize_domain(form.get("domain", ""))
         contact = _check_address(form.get("contact", ""), "contact")
         forward_to = _check_address(form.get("forwardTo", ""), "forward address")
-        members.prove_ownership(context.store.connection(), did, domain, form.get("currentApiKey", ""))
-        material = members.new_material()
+        registry.prove_ownership(context.store.connection(), did, domain, form.get("currentApiKey", ""))
+        material = registry.new_material()
         with context.store.transaction() as conn:
-            enrolled = members.enroll(conn, context, did, domain, material, contact=contact, forward_to=forward_to)
+            enrolled = registry.enroll(conn, context, did, domain, material, contact=contact, forward_to=forward_to)
     except InvalidIdentifier as exc:
         return _form_page(event, 400, form, exc.message)
-    except members.MemberError as exc:
+    except registry.MemberError as exc:
         context.logger.info("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
                             reason=exc.message, client=client)
         return _form_page(event, exc.http_status, form, exc.message)
     context.logger.info("member.enrolled", did=did, domain=domain, rotated=enrolled["rotated"],
                         via="enroll", client=client)
-    setup = member_setup.instructions(context.settings, enrolled)
+    setup = onboarding.instructions(context.settings, enrolled)
     if http_api.wants_json(event):
         return http_api.json_response(201, {**enrolled, **setup})
-    return web_pages.page(201, "enroll_done.html", enrolled=enrolled, setup=setup,
+    return pages.page(201, "enroll_done.html", enrolled=enrolled, setup=setup,
                           operator_domain=context.settings.operatorDomain)

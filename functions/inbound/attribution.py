@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from email.message import Message
 
-from functions import verp
+from functions.outbound import verp
 
 
 @dataclass(frozen=True)

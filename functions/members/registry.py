@@ -9,9 +9,11 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from functions import dkim_keys, events, labels
-from functions.api_keys import hash_api_key, new_api_key, verify_api_key
-from functions.identifiers import normalize_did, normalize_domain
+from functions.dkim import key_pairs
+from functions.members import labels
+from functions.members.api_keys import hash_api_key, new_api_key, verify_api_key
+from functions.members.identifiers import normalize_did, normalize_domain
+from functions.reputation import events
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
 from runtime.replies import Reply
@@ -47,15 +49,15 @@ class OwnershipUnproven(MemberError):
 class DomainMaterial:
     """Fresh keys and API key, made before the transaction so the write lock is held briefly."""
 
-    rsa: dkim_keys.KeyPair
-    ed25519: dkim_keys.KeyPair
+    rsa: key_pairs.KeyPair
+    ed25519: key_pairs.KeyPair
     api_key: str
     api_key_hash: str
 
 
 def new_material() -> DomainMaterial:
     api_key = new_api_key()
-    return DomainMaterial(dkim_keys.new_rsa(), dkim_keys.new_ed25519(), api_key, hash_api_key(api_key))
+    return DomainMaterial(key_pairs.new_rsa(), key_pairs.new_ed25519(), api_key, hash_api_key(api_key))
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, 
         "domains": [{
             "domain": d["domain"],
             "selector": d["dkim_selector"],
-            "selectors": [dkim_keys.rsa_selector(d["dkim_selector"]), dkim_keys.ed25519_selector(d["dkim_selector"])],
+            "selectors": [key_pairs.rsa_selector(d["dkim_selector"]), key_pairs.ed25519_selector(d["dkim_selector"])],
             "createdAt": d["created_at"],
             "rotatedAt": d["rotated_at"],
         } for d in domains],
@@ -112,7 +114,7 @@ def domain_records(conn: sqlite3.Connection, domain: str, operator_domain: str) 
 
 
 def dns_records(domain: str, selector: str, rsa_pub: str, ed_pub: str, operator_domain: str) -> list[dict[str, str]]:
-    return dkim_keys.dkim_records(domain, selector, rsa_pub, ed_pub) + [
+    return key_pairs.dkim_records(domain, selector, rsa_pub, ed_pub) + [
         {"name": domain, "type": "TXT", "value": f"v=spf1 include:_spf.{operator_domain} ~all"},
         {"name": f"_dmarc.{domain}", "type": "TXT",
          "value": f"v=DMARC1; p=none; adkim=r; aspf=r; rua=mailto:postmaster@{domain}"},
@@ -139,7 +141,7 @@ def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: s
                      " forward_to = COALESCE(NULLIF(?, ''), forward_to), updated_at = ? WHERE did = ?",
                      (contact, forward_to, now, did))
     rsa_key, ed_key = material.rsa, material.ed25519
-    selector = dkim_keys.selector_base(now)
+    selector = key_pairs.selector_base(now)
     api_key, key_hash = material.api_key, material.api_key_hash
     if owner is None:
         conn.execute(
@@ -163,7 +165,7 @@ def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: s
         "status": status,
         "apiKey": api_key,
         "selector": selector,
-        "selectors": [dkim_keys.rsa_selector(selector), dkim_keys.ed25519_selector(selector)],
+        "selectors": [key_pairs.rsa_selector(selector), key_pairs.ed25519_selector(selector)],
         "rotated": owner is not None,
         "dnsRecords": dns_records(domain, selector, rsa_key.public_b64, ed_key.public_b64,
                                   context.settings.operatorDomain),

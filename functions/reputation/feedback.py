@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from functions import events, suppression
-from functions.bounce_reasons import Classification
+from functions.inbound.bounce_reasons import Classification
+from functions.members import suppression
+from functions.reputation import events
 from runtime.context import LambdaContext
 
 

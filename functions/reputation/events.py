@@ -16,7 +16,6 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from runtime.context import LambdaContext
 
-
 # Osprey's topics (SPEC): what happened in, what the rules made of it out.
 ACTIONS_TOPIC = "osprey.actions_input"
 RESULTS_TOPIC = "osprey.execution_results"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from functions import verp
-from functions.identifiers import address_domain
+from functions.members.identifiers import address_domain
+from functions.outbound import verp
 
 OPERATOR_ALIASES = ("postmaster", "abuse", "fbl", "support", "hostmaster")
 

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from functions.mx_resolver import MxHost
+from functions.outbound.mx_resolver import MxHost
 
 _ENHANCED_PREFIX = ("2.", "4.", "5.")
 

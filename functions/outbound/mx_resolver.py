@@ -21,7 +21,6 @@ import dns.resolver
 
 from runtime.replies import Reply
 
-
 # Held by the process, like the parsed DKIM keys; entries expire with their TTL.
 answers = dns.resolver.Cache()
 
