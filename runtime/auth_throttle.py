@@ -13,13 +13,15 @@ import threading
 import time
 from pathlib import Path
 
+from runtime.store import private_database
+
 PRUNE_EVERY = 100
 
 
 class AuthThrottle:
     def __init__(self, path: Path, limit: int, window: float, base_delay: float, max_delay: float) -> None:
         self.limit, self.window, self.base, self.max = limit, window, base_delay, max_delay
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(private_database(path), timeout=10, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE IF NOT EXISTS auth_failures (peer TEXT NOT NULL, at REAL NOT NULL)")

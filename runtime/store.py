@@ -82,11 +82,28 @@ class _WriterLock:
         self.release()
 
 
+def private_database(path: str | Path) -> Path:
+    """Create `path` (or tighten it) to 0600 before SQLite opens it, and any -wal/-shm beside it.
+
+    The store holds member DKIM private keys and the relay's secrets. SQLite
+    creates -wal and -shm with the main file's mode, so a main file made
+    0600 here keeps all three private; an older 0644 install is tightened.
+    """
+    path = Path(path)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists():
+            os.chmod(name, 0o600)
+    return path
+
+
 class Store:
     def __init__(self, path: str | Path, attach: dict[str, Path] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.attached = dict(attach or {})
+        for db_path in (self.path, *self.attached.values()):
+            private_database(db_path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
