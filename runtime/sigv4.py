@@ -120,71 +120,108 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return _hmac(k, "aws4_request")
 
 
-def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | None = None,
-           service_name: str = SERVICE) -> str:
-    """Raise SignatureError unless `req` was signed with (access_key_id, secret) for `service_name`.
+@dataclass(frozen=True)
+class Verified:
+    """What a good signature vouches for: the signed region, the signature itself and when it was made."""
 
-    Any region is accepted (the relay is one region; boto3 users pick
-    `region_name` freely); the scope's service must be `service_name`, as AWS
-    refuses a signature made for another service. Returns the signed region.
-    """
-    headers = {k.lower(): v for k, v in req.headers.items()}
-    auth = headers.get("authorization", "")
-    match = _AUTH.match(auth)
+    region: str
+    signature: str
+    signed_at: datetime
+
+
+@dataclass(frozen=True)
+class _Authorization:
+    akid: str
+    date: str
+    region: str
+    service: str
+    signed_headers: list[str]
+    signature: str
+
+
+def _authorization(headers: dict[str, str]) -> _Authorization:
+    match = _AUTH.match(headers.get("authorization", ""))
     if not match:
         raise SignatureError("MissingAuthenticationTokenException", "Missing Authentication Token")
     parts = match.group("credential").split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise SignatureError("IncompleteSignatureException", "Credential scope is malformed")
-    akid, date, region, service, _ = parts
-    if service != service_name:
-        raise SignatureError("InvalidSignatureException",
-                             f"Credential should be scoped to correct service: '{service_name}'.")
-    if not access_key_id or not hmac.compare_digest(akid.encode(), access_key_id.encode()):
-        raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
-    amz_date = headers.get("x-amz-date", "")
+    return _Authorization(parts[0], parts[1], parts[2], parts[3], match.group("signed").split(";"),
+                          match.group("signature"))
+
+
+def _signed_at(amz_date: str, scope_date: str, now: datetime) -> datetime:
+    """X-Amz-Date as a time, refused when malformed, off the scope's date, or more than 15 minutes off."""
     try:
         stamp = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise SignatureError("IncompleteSignatureException", "X-Amz-Date is missing or malformed") from None
-    if not amz_date.startswith(date):
+    if not amz_date.startswith(scope_date):
         raise SignatureError("InvalidSignatureException", "Credential date does not match X-Amz-Date")
-    now = now or datetime.now(timezone.utc)
     skew = (now - stamp).total_seconds()
-    if abs(skew) > MAX_SKEW:
-        fmt = "%Y%m%dT%H%M%SZ"
-        if skew > 0:
-            limit = datetime.fromtimestamp(now.timestamp() - MAX_SKEW, timezone.utc).strftime(fmt)
-            why = f"Signature expired: {amz_date} is now earlier than {limit} ({now.strftime(fmt)} - 15 min.)"
-        else:
-            limit = datetime.fromtimestamp(now.timestamp() + MAX_SKEW, timezone.utc).strftime(fmt)
-            why = f"Signature not yet current: {amz_date} is still later than {limit} ({now.strftime(fmt)} + 15 min.)"
-        raise SignatureError("InvalidSignatureException", why)
-    signed = match.group("signed").split(";")
-    if "host" not in signed:
-        raise SignatureError("InvalidSignatureException", "The host header must be signed")
+    if abs(skew) <= MAX_SKEW:
+        return stamp
+    fmt = "%Y%m%dT%H%M%SZ"
+    if skew > 0:
+        limit = datetime.fromtimestamp(now.timestamp() - MAX_SKEW, timezone.utc).strftime(fmt)
+        why = f"Signature expired: {amz_date} is now earlier than {limit} ({now.strftime(fmt)} - 15 min.)"
+    else:
+        limit = datetime.fromtimestamp(now.timestamp() + MAX_SKEW, timezone.utc).strftime(fmt)
+        why = f"Signature not yet current: {amz_date} is still later than {limit} ({now.strftime(fmt)} + 15 min.)"
+    raise SignatureError("InvalidSignatureException", why)
+
+
+def _payload_hash(headers: dict[str, str], body: bytes) -> str:
     # The body decides what runs (approve, suspend...), so it is always covered:
     # UNSIGNED-PAYLOAD is S3's and refused here, a stated hash must be the body's.
-    payload_hash = hashlib.sha256(req.body).hexdigest()
+    payload_hash = hashlib.sha256(body).hexdigest()
     stated = headers.get("x-amz-content-sha256")
     if stated is not None and stated.strip().lower() != payload_hash:
         raise SignatureError("InvalidSignatureException",
                              "The provided x-amz-content-sha256 header does not match the computed payload hash")
-    path, header_block = _canonical_path(req.raw_path), _canonical_headers(headers, signed)
-    scope = f"{date}/{region}/{service}/aws4_request"
-    key = signing_key(secret, date, region, service)
+    return payload_hash
+
+
+def _signature_matches(req: SignedRequest, headers: dict[str, str], auth: _Authorization, secret: str) -> bool:
+    amz_date = headers["x-amz-date"]
+    payload_hash = _payload_hash(headers, req.body)
+    path, header_block = _canonical_path(req.raw_path), _canonical_headers(headers, auth.signed_headers)
+    scope = f"{auth.date}/{auth.region}/{auth.service}/aws4_request"
+    key = signing_key(secret, auth.date, auth.region, auth.service)
     matched = False
     for query in _canonical_queries(req.query_string):
-        canonical = "\n".join([req.method.upper(), path, query, header_block, ";".join(signed), payload_hash])
+        canonical = "\n".join([req.method.upper(), path, query, header_block, ";".join(auth.signed_headers),
+                               payload_hash])
         to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
         expected = hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(expected, match.group("signature"))
-    if not matched:
+        matched |= hmac.compare_digest(expected, auth.signature)
+    return matched
+
+
+def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | None = None,
+           service_name: str = SERVICE) -> Verified:
+    """Raise SignatureError unless `req` was signed with (access_key_id, secret) for `service_name`.
+
+    Any region is accepted (the relay is one region; boto3 users pick
+    `region_name` freely); the scope's service must be `service_name`, as AWS
+    refuses a signature made for another service.
+    """
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    auth = _authorization(headers)
+    if auth.service != service_name:
+        raise SignatureError("InvalidSignatureException",
+                             f"Credential should be scoped to correct service: '{service_name}'.")
+    if not access_key_id or not hmac.compare_digest(auth.akid.encode(), access_key_id.encode()):
+        raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
+    signed_at = _signed_at(headers.get("x-amz-date", ""), auth.date, now or datetime.now(timezone.utc))
+    if "host" not in auth.signed_headers:
+        raise SignatureError("InvalidSignatureException", "The host header must be signed")
+    if not _signature_matches(req, headers, auth, secret):
         raise SignatureError(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.")
-    return region
+    return Verified(auth.region, auth.signature, signed_at)
 
 
 def raw_path_of(environ: dict) -> str:
