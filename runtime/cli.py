@@ -100,14 +100,17 @@ def cmd_functions(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     manifest = load_manifest(manifest_path(settings))
     rows = [{"name": spec.name, "handler": spec.handler, "timeout": spec.timeout,
-             "triggers": [describe_trigger(t) for t in spec.events]} for spec in manifest.functions.values()]
+             "triggers": [describe_trigger(t) for t in spec.events], "invokeApi": spec.invokeApi,
+             "authorizer": spec.authorizer} for spec in manifest.functions.values()]
     if args.json:
         _print(rows)
         return 0
     width = max(len(r["name"]) for r in rows)
     for row in rows:
         triggers = ", ".join(row["triggers"]) or "invoke only"
-        print(f"{row['name']:<{width}}  {row['handler']:<40}  {row['timeout']:>5g}s  {triggers}")
+        gates = (" [invoke API]" if row["invokeApi"] else "") + (
+            f" [authorizer {row['authorizer']}]" if row["authorizer"] else "")
+        print(f"{row['name']:<{width}}  {row['handler']:<40}  {row['timeout']:>5g}s  {triggers}{gates}")
     return 0
 
 
@@ -167,23 +170,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_member(args: argparse.Namespace) -> int:
-    platform = _platform(args)
-    event: dict[str, Any] = {"action": args.member_command}
-    if args.member_command == "enroll":
-        event.update(did=args.did, domain=args.domain, contact=args.contact or "", forwardTo=args.forward_to or "")
-    elif args.member_command in ("approve", "suspend", "reactivate", "show"):
-        event.update(did=args.did, reason=getattr(args, "reason", None) or "", actor="cli")
-    elif args.member_command == "list":
-        event.update(status=args.status or "")
-    elif args.member_command == "dns":
-        event.update(domain=args.domain)
-    elif args.member_command == "limits":
-        event.update(did=args.did, hourly=args.hourly, daily=args.daily)
-    elif args.member_command == "label":
-        if bool(args.add) == bool(args.remove):
-            raise CliError("give exactly one of --add LABEL or --remove LABEL", 2)
-        event.update(did=args.did, label=args.add or args.remove, remove=bool(args.remove), reason=args.reason or "")
-    _print(_invoke(platform, "member", event))
+    event = {"action": args.member_command, **args.member_event(args)}
+    _print(_invoke(_platform(args), "member", event))
     return 0
 
 
@@ -235,12 +223,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="atmos-relay", description="Atmosphere Mail cooperative relay")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config.json (default: $ATMOS_RELAY_CONFIG, else development defaults)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _platform_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Running the relay and its code: serve, the internal edge, worker, functions, invoke, deploy."""
     sub.add_parser("serve", parents=[common], help="run the relay").set_defaults(func=cmd_serve)
     s = sub.add_parser("edge", parents=[common], help=argparse.SUPPRESS)
     s.add_argument("--listen-fds", required=True)
@@ -261,34 +245,56 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the relay to confirm")
     s.set_defaults(func=cmd_deploy)
 
+
+def _did_event(args: argparse.Namespace) -> dict[str, Any]:
+    return {"did": args.did, "reason": getattr(args, "reason", None) or "", "actor": "cli"}
+
+
+def _label_event(args: argparse.Namespace) -> dict[str, Any]:
+    if bool(args.add) == bool(args.remove):
+        raise CliError("give exactly one of --add LABEL or --remove LABEL", 2)
+    return {"did": args.did, "label": args.add or args.remove, "remove": bool(args.remove),
+            "reason": args.reason or ""}
+
+
+def _member_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`member <action>`: each subcommand says how its arguments become the `member` function's event."""
     m = sub.add_parser("member", parents=[common], help="enroll and manage members")
+    m.set_defaults(func=cmd_member)
     msub = m.add_subparsers(dest="member_command", required=True)
-    e = msub.add_parser("enroll", parents=[common], help="create a pending member with fresh DKIM keys and API key")
+
+    def action(name: str, event: Any, *positionals: str, **kwargs: Any) -> argparse.ArgumentParser:
+        a = msub.add_parser(name, parents=[common], **kwargs)
+        for positional in positionals:
+            a.add_argument(positional)
+        a.set_defaults(member_event=event)
+        return a
+
+    e = action("enroll", lambda a: {"did": a.did, "domain": a.domain, "contact": a.contact or "",
+                                    "forwardTo": a.forward_to or ""},
+               help="create a pending member with fresh DKIM keys and API key")
     e.add_argument("--did", required=True)
     e.add_argument("--domain", required=True)
     e.add_argument("--contact")
     e.add_argument("--forward-to")
-    for action in ("approve", "suspend", "reactivate"):
-        a = msub.add_parser(action, parents=[common])
-        a.add_argument("did")
-        a.add_argument("--reason")
-    a = msub.add_parser("show", parents=[common])
-    a.add_argument("did")
-    a = msub.add_parser("list", parents=[common])
-    a.add_argument("--status", choices=["pending", "active", "suspended"])
-    a = msub.add_parser("dns", parents=[common], help="print the DNS records a member domain must publish")
-    a.add_argument("domain")
-    a = msub.add_parser("label", parents=[common], help="add or remove a label by hand (e.g. highly_trusted)")
-    a.add_argument("did")
-    a.add_argument("--add")
-    a.add_argument("--remove")
-    a.add_argument("--reason")
-    a = msub.add_parser("limits", parents=[common], help="set a member's own hourly/daily limits")
-    a.add_argument("did")
+    for name in ("approve", "suspend", "reactivate"):
+        action(name, _did_event, "did").add_argument("--reason")
+    action("show", _did_event, "did")
+    action("list", lambda a: {"status": a.status or ""}).add_argument(
+        "--status", choices=["pending", "active", "suspended"])
+    action("dns", lambda a: {"domain": a.domain}, "domain",
+           help="print the DNS records a member domain must publish")
+    a = action("label", _label_event, "did", help="add or remove a label by hand (e.g. highly_trusted)")
+    for flag in ("--add", "--remove", "--reason"):
+        a.add_argument(flag)
+    a = action("limits", lambda a: {"did": a.did, "hourly": a.hourly, "daily": a.daily},
+               "did", help="set a member's own hourly/daily limits")
     a.add_argument("--hourly", type=int)
     a.add_argument("--daily", type=int)
-    m.set_defaults(func=cmd_member)
 
+
+def _inspection_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """What the relay saw and holds: the event stream, saved inbound mail, the delivery queue."""
     ev = sub.add_parser("events", parents=[common], help="the event stream")
     evsub = ev.add_subparsers(dest="events_command", required=True)
     r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
@@ -303,6 +309,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--state", default="", choices=["", "queued", "delivered", "failed", "expired"])
     s.add_argument("--limit", type=int, default=50)
     s.set_defaults(func=cmd_queue)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atmos-relay", description="Atmosphere Mail cooperative relay")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config.json (default: $ATMOS_RELAY_CONFIG, else development defaults)")
+    sub = p.add_subparsers(dest="command", required=True)
+    _platform_commands(sub, common)
+    _member_commands(sub, common)
+    _inspection_commands(sub, common)
     return p
 
 

@@ -3,6 +3,9 @@
 The file follows the Serverless Framework's shape (`functions.<name>.handler`,
 `timeout`, `events`) with triggers for what a mail relay is woken by: an SMTP
 hook, an HTTP route, a stream topic, a schedule, or the delivery spool.
+Two gates: `invoke: {api: true}` lets the Lambda-compatible invoke API call
+a function (default: internal only; never an SMTP hook), and `authorizer:
+<function>` puts that function in front of every HTTP route of this one.
 """
 from __future__ import annotations
 
@@ -71,6 +74,8 @@ class FunctionSpec:
     reservedConcurrency: int
     description: str
     events: tuple[Trigger, ...]
+    invokeApi: bool = False
+    authorizer: str = ""
 
     @property
     def module(self) -> str:
@@ -143,6 +148,10 @@ class SpoolTriggerSchema(_Strict):
     batchSize = fields.Integer(load_default=50, validate=validate.Range(1, 1000))
 
 
+class InvokeSchema(_Strict):
+    api = fields.Boolean(load_default=False)
+
+
 class FunctionSchema(_Strict):
     handler = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z_][\w./]*\.[A-Za-z_]\w*$"))
     description = fields.String(load_default="")
@@ -150,6 +159,8 @@ class FunctionSchema(_Strict):
     memorySize = fields.Integer(load_default=256, validate=validate.Range(64, 10240))
     reservedConcurrency = fields.Integer(load_default=None, validate=validate.Range(1, 1024))
     events = fields.List(fields.Dict(), load_default=list)
+    invoke = fields.Nested(InvokeSchema, load_default=lambda: {"api": False})
+    authorizer = fields.String(load_default="", validate=validate.Regexp(r"^$|^[A-Za-z0-9_-]{1,64}$"))
 
     @validates_schema
     def _events(self, data: dict, **kwargs: Any) -> None:
@@ -197,6 +208,23 @@ def _trigger(raw: dict) -> Trigger:
     raise ValidationError(f"unknown trigger {kind!r} (smtp, httpApi, stream, schedule, spool, startup)")
 
 
+def _check_gates(path: Path, functions: dict[str, FunctionSpec]) -> None:
+    """An SMTP hook is never callable from the invoke API; an authorizer is a function that needs none."""
+    for name, spec in functions.items():
+        if spec.invokeApi and spec.triggers(SmtpTrigger):
+            raise ManifestError(f"{path}: function {name}: an smtp hook cannot be exposed with invoke: {{api: true}}")
+        if not spec.authorizer:
+            continue
+        gate = functions.get(spec.authorizer)
+        if gate is None:
+            raise ManifestError(f"{path}: function {name}: authorizer {spec.authorizer!r} is not a function")
+        if gate.authorizer or gate.events:
+            raise ManifestError(f"{path}: function {name}: authorizer {spec.authorizer!r} must have no"
+                                " authorizer or events of its own")
+        if not spec.triggers(HttpTrigger):
+            raise ManifestError(f"{path}: function {name}: an authorizer guards httpApi routes; it has none")
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Parse and validate serverless.yml; every problem names its function."""
     path = Path(path)
@@ -239,7 +267,10 @@ def load_manifest(path: str | Path) -> Manifest:
             reservedConcurrency=data["reservedConcurrency"] or default_concurrency,
             description=data["description"],
             events=events,
+            invokeApi=data["invoke"]["api"],
+            authorizer=data["authorizer"],
         )
+    _check_gates(path, functions)
     reload_packages = tuple(doc["package"].get("reload", [])) or tuple(
         sorted({spec.handler.split(".")[0] for spec in functions.values()}))
     return Manifest(
