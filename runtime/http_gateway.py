@@ -21,10 +21,12 @@ from flask import Flask, Response, request
 from waitress.server import create_server
 
 from runtime.errors import FunctionTimeout
+from runtime.invoke_api import InvokeApi
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
 from runtime.manifest import HttpTrigger
 from runtime.settings import Settings
+from runtime.trusted_proxies import FORWARDING_HEADERS, ORIGIN_KEY, ClientOrigin, TrustedProxies, client_origin
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}")
 
@@ -81,14 +83,24 @@ def match_route(deployment: Deployment, method: str, path: str) -> tuple[Route |
     return None, {}, path_known
 
 
+def _headers(origin: ClientOrigin) -> dict[str, str]:
+    """The request's headers, the forwarding ones replaced by what the gateway believes (as API Gateway does)."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        if key in FORWARDING_HEADERS:
+            continue
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    headers["x-forwarded-for"], headers["x-forwarded-proto"] = origin.address, origin.scheme
+    return headers
+
+
 def build_event(route: Route, params: dict[str, str], deployment: Deployment) -> dict[str, Any]:
     body = request.get_data(cache=True)
     ctype = (request.content_type or "").lower()
     textual = not body or ctype.startswith(("text/", "application/json", "application/x-www-form-urlencoded"))
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    origin = client_origin(request)
+    headers = _headers(origin)
     query: dict[str, str] = {}
     for key, value in parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
@@ -110,7 +122,7 @@ def build_event(route: Route, params: dict[str, str], deployment: Deployment) ->
                 "method": request.method,
                 "path": request.path,
                 "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-                "sourceIp": request.remote_addr or "",
+                "sourceIp": origin.address,
                 "userAgent": request.headers.get("User-Agent", ""),
             },
             "requestId": uuid.uuid4().hex,
@@ -143,12 +155,37 @@ def to_response(result: Any) -> Response:
     return response
 
 
+FORBIDDEN = {"statusCode": 403, "headers": {"Content-Type": "application/json"}, "body": '{"message":"Forbidden"}'}
+
+
+def authorize(runtime: FunctionRuntime, deployment: Deployment, authorizer: str, event: dict) -> Response | None:
+    """Run the route's authorizer (serverless.yml `authorizer:`); None lets the request through.
+
+    Like an API Gateway REQUEST authorizer with simple responses, it answers
+    `{"isAuthorized": bool, "context": {...}}` and the context reaches the
+    route's function as `requestContext.authorizer.lambda`. Two differences:
+    it sees the body (a CSRF token travels in the form), and a refusal may
+    carry the `response` to send (401, a redirect to a login page) instead of
+    a bare 403.
+    """
+    verdict = runtime.invoke(authorizer, {**event, "type": "REQUEST"}, deployment=deployment)
+    if not isinstance(verdict, dict) or verdict.get("isAuthorized") is not True:
+        refusal = verdict.get("response") if isinstance(verdict, dict) else None
+        return to_response(refusal if isinstance(refusal, dict) and "statusCode" in refusal else FORBIDDEN)
+    event["requestContext"]["authorizer"] = {"lambda": verdict.get("context") or {}}
+    return None
+
+
 def create_app(settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> Flask:
     app = Flask("atmos-relay")
     app.config["MAX_CONTENT_LENGTH"] = max(settings.smtp.maxMessageSize * 2, 16 * 1024 * 1024)
+    proxies = TrustedProxies(settings.http.trustedProxies)
 
-    from runtime.invoke_api import register_invoke_api
-    register_invoke_api(app, settings, runtime, log)
+    @app.before_request
+    def find_origin() -> None:
+        request.environ[ORIGIN_KEY] = proxies.origin(request.remote_addr or "", request.headers, request.scheme)
+
+    InvokeApi(settings, runtime, log).register(app)
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
@@ -161,6 +198,10 @@ def create_app(settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> Fl
                             status=status, mimetype="application/json")
         event = build_event(route, params, deployment)
         try:
+            authorizer = deployment.spec(route.function).authorizer
+            refused = authorize(runtime, deployment, authorizer, event) if authorizer else None
+            if refused is not None:
+                return refused
             result = runtime.invoke(route.function, event, deployment=deployment)
         except FunctionTimeout:
             return Response('{"message":"Endpoint request timed out"}', status=504, mimetype="application/json")
@@ -177,7 +218,7 @@ class HttpServer:
 
     def __init__(self, app: Flask, host: str, port: int, log: JsonLog, threads: int = 16) -> None:
         self._server = create_server(app, host=host, port=port, threads=threads, ident="atmos-relay",
-                                     clear_untrusted_proxy_headers=True)
+                                     clear_untrusted_proxy_headers=False)  # runtime.trusted_proxies decides
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self.log = log
         self.host, self.port = host, port

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import traceback
 import uuid
 from typing import Any
@@ -19,8 +20,10 @@ from flask import Flask, Response, request
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
+from runtime.replay_guard import GuardFull, SeenSignatures
 from runtime.settings import Settings
 from runtime.sigv4 import SignatureError, SignedRequest, raw_path_of, verify
+from runtime.trusted_proxies import client_address
 
 API = "/2015-03-31/functions"
 ACCOUNT = "000000000000"
@@ -44,19 +47,6 @@ def _function_name(raw: str) -> tuple[str, str | None]:
 
 def _arn(region: str, name: str, qualifier: str | None = None) -> str:
     return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}" + (f":{qualifier}" if qualifier else "")
-
-
-def _lookup(deployment: Deployment, raw_name: str, region: str) -> tuple[str, Response | None]:
-    """The function's name, or Lambda's ResourceNotFoundException for an unknown name or version.
-
-    Only `$LATEST` exists here (no published versions or aliases), so any other
-    qualifier is unknown rather than silently running the latest code.
-    """
-    name, qualifier = _function_name(raw_name.rstrip("/"))
-    qualifier = request.args.get("Qualifier") or qualifier
-    if name not in deployment.manifest.functions or qualifier not in (None, "$LATEST"):
-        return name, _error(404, "ResourceNotFoundException", f"Function not found: {_arn(region, name, qualifier)}")
-    return name, None
 
 
 def _configuration(deployment: Deployment, name: str, region: str) -> dict[str, Any]:
@@ -85,35 +75,59 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
-def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> None:
-    region = settings.invoke.region
+class InvokeApi:
+    """The three Lambda APIs over the functions serverless.yml exposes (`invoke: {api: true}`).
 
-    def authenticate() -> Response | None:
-        if not settings.invoke.accessKeyId or not settings.invoke.secretAccessKey:
+    Every other function (sign, auth, the SMTP hooks, the admin pages) is
+    internal: not listed, not described, not invocable, exactly as if it
+    did not exist. A signature is accepted once (`SeenSignatures`).
+    """
+
+    def __init__(self, settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> None:
+        self.settings, self.runtime, self.log = settings, runtime, log
+        self.region = settings.invoke.region
+        self.seen = SeenSignatures()
+
+    def register(self, app: Flask) -> None:
+        app.add_url_rule(f"{API}/", "lambda_list", self.list_functions, methods=["GET"])
+        app.add_url_rule(API, "lambda_list_bare", self.list_functions, methods=["GET"])
+        app.add_url_rule(f"{API}/<path:raw_name>", "lambda_get", self.get_function, methods=["GET"])
+        app.add_url_rule(f"{API}/<path:raw_name>/invocations", "lambda_invoke", self.invoke, methods=["POST"])
+
+    def _denied(self, code: str, reason: str, status: int = 403) -> Response:
+        self.log.warning("invoke_api.denied", code=code, reason=reason, peer=client_address(request))
+        return _error(status, code, reason)
+
+    def authenticate(self) -> Response | None:
+        """None when the request is signed with the invoke key pair and its signature is new."""
+        invoke = self.settings.invoke
+        if not invoke.accessKeyId or not invoke.secretAccessKey:
             return _error(403, "AccessDeniedException", "The invoke API is disabled: set invoke.accessKeyId "
                                                          "and invoke.secretAccessKey in config.json")
-        signed = SignedRequest(
-            method=request.method,
-            raw_path=raw_path_of(request.environ),
-            query_string=request.query_string.decode("latin-1"),
-            headers=dict(request.headers.items()),
-            body=request.get_data(cache=True),
-        )
+        signed = SignedRequest(method=request.method, raw_path=raw_path_of(request.environ),
+                               query_string=request.query_string.decode("latin-1"),
+                               headers=dict(request.headers.items()), body=request.get_data(cache=True))
         try:
-            verify(signed, settings.invoke.accessKeyId, settings.invoke.secretAccessKey)
+            verified = verify(signed, invoke.accessKeyId, invoke.secretAccessKey)
+            fresh = self.seen.first_use(verified.signature, verified.signed_at.timestamp(), time.time())
         except SignatureError as exc:
-            log.warning("invoke_api.denied", code=exc.code, reason=str(exc), peer=request.remote_addr)
-            return _error(403, exc.code, str(exc))
+            return self._denied(exc.code, str(exc))
+        except GuardFull as exc:
+            return self._denied("TooManyRequestsException", f"Rate exceeded: {exc}", status=429)
+        if not fresh:
+            return self._denied("InvalidSignatureException", "Signature already used: a signed request is "
+                                                             "accepted once; sign each request anew")
         return None
 
-    @app.get(f"{API}/")
-    @app.get(API)
-    def list_functions() -> Response:
-        denied = authenticate()
+    def _exposed(self, deployment: Deployment) -> list[str]:
+        return sorted(n for n, spec in deployment.manifest.functions.items() if spec.invokeApi)
+
+    def list_functions(self) -> Response:
+        denied = self.authenticate()
         if denied:
             return denied
-        deployment = runtime.require()
-        names = sorted(deployment.manifest.functions)
+        deployment = self.runtime.require()
+        names = self._exposed(deployment)
         marker = request.args.get("Marker") or "0"
         max_items = request.args.get("MaxItems") or "50"
         if not max_items.isdigit() or not 1 <= int(max_items) <= 10000:
@@ -123,32 +137,48 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
         # Lambda returns at most 50 a page whatever MaxItems asks; NextMarker is the next offset.
         limit = min(int(max_items), 50)
         start = int(marker)
-        page = names[start:start + limit]
-        body: dict[str, Any] = {"Functions": [_configuration(deployment, n, region) for n in page]}
+        body: dict[str, Any] = {"Functions": [_configuration(deployment, n, self.region)
+                                              for n in names[start:start + limit]]}
         if start + limit < len(names):
             body["NextMarker"] = str(start + limit)
         return Response(json.dumps(body), mimetype="application/json")
 
-    @app.get(f"{API}/<path:raw_name>")
-    def get_function(raw_name: str) -> Response:
-        denied = authenticate()
+    def _lookup(self, deployment: Deployment, raw_name: str) -> tuple[str, Response | None]:
+        """The function's name, or Lambda's ResourceNotFoundException for an unknown or internal one.
+
+        Only `$LATEST` exists here (no published versions or aliases), so any other
+        qualifier is unknown rather than silently running the latest code.
+        """
+        name, qualifier = _function_name(raw_name.rstrip("/"))
+        qualifier = request.args.get("Qualifier") or qualifier
+        spec = deployment.manifest.functions.get(name)
+        if spec is None or not spec.invokeApi or qualifier not in (None, "$LATEST"):
+            if spec is not None and not spec.invokeApi:
+                self.log.warning("invoke_api.denied", code="ResourceNotFoundException", function=name,
+                                 reason="internal function (serverless.yml: no invoke: {api: true})",
+                                 peer=client_address(request))
+            arn = _arn(self.region, name, qualifier)
+            return name, _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        return name, None
+
+    def get_function(self, raw_name: str) -> Response:
+        denied = self.authenticate()
         if denied:
             return denied
-        deployment = runtime.require()
-        name, missing = _lookup(deployment, raw_name, region)
+        deployment = self.runtime.require()
+        name, missing = self._lookup(deployment, raw_name)
         if missing:
             return missing
-        config = _configuration(deployment, name, region)
+        config = _configuration(deployment, name, self.region)
         return Response(json.dumps({"Configuration": config, "Code": {"RepositoryType": "Local"}}),
                         mimetype="application/json")
 
-    @app.post(f"{API}/<path:raw_name>/invocations")
-    def invoke(raw_name: str) -> Response:
-        denied = authenticate()
+    def invoke(self, raw_name: str) -> Response:
+        denied = self.authenticate()
         if denied:
             return denied
-        deployment = runtime.require()
-        name, missing = _lookup(deployment, raw_name, region)
+        deployment = self.runtime.require()
+        name, missing = self._lookup(deployment, raw_name)
         if missing:
             return missing
         raw = request.get_data(cache=True)
@@ -163,15 +193,18 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
         # Lambda's own id for this invocation (the SDK's amz-sdk-invocation-id is per attempt, not ours).
         request_id = str(uuid.uuid4())
         headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request_id}
-        log.info("invoke_api.invoke", function=name, invocation=kind, requestId=request_id,
-                 peer=request.remote_addr)
+        self.log.info("invoke_api.invoke", function=name, invocation=kind, requestId=request_id,
+                      peer=client_address(request))
         if kind == "DryRun":
             return Response(b"", status=204, headers=headers)
         if kind == "Event":
-            runtime.submit(name, event, deployment=deployment)
+            self.runtime.submit(name, event, deployment=deployment)
             return Response(b"", status=202, headers=headers)
+        return self._request_response(name, event, deployment, headers)
+
+    def _request_response(self, name: str, event: Any, deployment: Deployment, headers: dict) -> Response:
         try:
-            result = runtime.invoke(name, event, deployment=deployment)
+            result = self.runtime.invoke(name, event, deployment=deployment)
         except FunctionTimeout as exc:
             payload = {"errorMessage": f"Task timed out: {exc.detail}", "errorType": "Sandbox.Timedout"}
             return _function_error(payload, headers)
@@ -179,12 +212,12 @@ def register_invoke_api(app: Flask, settings: Settings, runtime: FunctionRuntime
             # A deliberate refusal (bad member action, AUTH rejected): its reply is the message.
             payload = {"errorMessage": str(exc.reply), "errorType": type(exc).__name__,
                        "reply": exc.reply.as_dict(), "stackTrace": []}
-            log.warning("function.error", function=name, error=repr(exc), invocation="RequestResponse")
+            self.log.warning("function.error", function=name, error=repr(exc), invocation="RequestResponse")
             return _function_error(payload, headers)
         except Exception as exc:
             payload = {"errorMessage": str(exc), "errorType": type(exc).__name__,
                        "stackTrace": traceback.format_exception(exc)[-5:]}
-            log.error("function.error", function=name, error=repr(exc), invocation="RequestResponse")
+            self.log.error("function.error", function=name, error=repr(exc), invocation="RequestResponse")
             return _function_error(payload, headers)
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             headers["X-Amz-Log-Result"] = base64.b64encode(b"").decode()

@@ -6,6 +6,7 @@ ignored key.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -119,6 +120,13 @@ class InvokeSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """Proxies (addresses or CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed."""
+
+    trustedProxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     maxMessageSize: int = 10 * 1024 * 1024
     maxRecipients: int = 100
@@ -165,6 +173,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     invoke: InvokeSettings = field(default_factory=InvokeSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     atproto: AtprotoSettings = field(default_factory=AtprotoSettings)
@@ -263,6 +272,24 @@ class InvokeSchema(_Base):
     region = fields.String()
 
 
+def _network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValidationError(f"not an address or CIDR: {value!r}") from exc
+
+
+class HttpSchema(_Base):
+    target = HttpSettings
+    trustedProxies = fields.List(fields.String(validate=_network))
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> HttpSettings:
+        if "trustedProxies" in data:
+            data["trustedProxies"] = tuple(data["trustedProxies"])
+        return HttpSettings(**data)
+
+
 class SmtpSchema(_Base):
     target = SmtpSettings
     maxMessageSize = fields.Integer(validate=validate.Range(1024, 1 << 31))
@@ -312,6 +339,7 @@ class SettingsSchema(_Base):
     delivery = _section(DeliverySchema, DeliverySettings)
     kafka = _section(KafkaSchema, KafkaSettings)
     invoke = _section(InvokeSchema, InvokeSettings)
+    http = _section(HttpSchema, HttpSettings)
     smtp = _section(SmtpSchema, SmtpSettings)
     limits = _section(LimitSchema, LimitSettings)
     atproto = _section(AtprotoSchema, AtprotoSettings)

@@ -2,16 +2,20 @@
 
 `boto3.client("lambda", endpoint_url=<relay HTTP>)` with the `invoke.accessKeyId`
 / `invoke.secretAccessKey` of config.json lists, describes and invokes the
-functions of serverless.yml exactly as it would on AWS Lambda; anything not
-signed with that key pair is refused before a function runs.
+functions serverless.yml exposes (`invoke: {api: true}`) exactly as it would on
+AWS Lambda; the others (sign, auth, the SMTP hooks) do not exist for it.
+Anything not signed with that key pair, or signed once and sent again, is
+refused before a function runs.
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import boto3
@@ -24,6 +28,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from harness.relay import ROOT, Relay
+from runtime.errors import ManifestError
+from runtime.manifest import load_manifest
+from runtime.replay_guard import GuardFull, SeenSignatures
 
 ACCESS_KEY = "AKIDTESTRELAY"
 SECRET = "test-secret-key"
@@ -35,6 +42,8 @@ DRY_DID = "did:plc:drydrydrydrydrydrydrydry"
 DRY_DOMAIN = "dry.example"
 ACTIVE_DID = "did:plc:activeactiveactiveactive"
 ACTIVE_DOMAIN = "active.example"
+EXPOSED = {"member", "replay", "housekeeping", "labeler"}
+NEVER_EXPOSED = ("sign", "auth", "submit", "inbound-rcpt", "classify-inbound")
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +55,16 @@ def relay(tmp_path_factory) -> Relay:
 
 
 def lambda_client(relay: Relay, key: str = ACCESS_KEY, secret: str = SECRET, region: str = "us-east-1"):
-    return boto3.client("lambda", endpoint_url=relay.http_url, region_name=region,
-                        aws_access_key_id=key, aws_secret_access_key=secret,
-                        config=botocore.config.Config(retries={"max_attempts": 0}))
+    """boto3's lambda client as the README shows it: a signed nonce per call, so identical calls differ."""
+    client = boto3.client("lambda", endpoint_url=relay.http_url, region_name=region,
+                          aws_access_key_id=key, aws_secret_access_key=secret,
+                          config=botocore.config.Config(retries={"max_attempts": 0}))
+    client.meta.events.register("before-sign.lambda", add_nonce)
+    return client
+
+
+def add_nonce(request, **kwargs) -> None:
+    request.headers["X-Request-Nonce"] = uuid.uuid4().hex
 
 
 def invoke_json(client, name: str, payload: Any, **kwargs) -> tuple[dict, Any]:
@@ -71,9 +87,13 @@ def wait_for_status(relay: Relay, did: str, status: str, timeout: float = 15) ->
 
 def signed(relay: Relay, method: str, path: str, body: bytes = b"", headers: dict | None = None,
            secret: str = SECRET) -> urllib.request.Request:
-    """A request signed by botocore's own SigV4 signer, sent by urllib exactly as written."""
+    """A request signed by botocore's own SigV4 signer, sent by urllib exactly as written.
+
+    It signs a nonce as lambda_client does, so two requests made in one second differ.
+    """
     url = relay.http_url + path
-    aws = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    headers = {"X-Request-Nonce": uuid.uuid4().hex, **(headers or {})}
+    aws = AWSRequest(method=method, url=url, data=body, headers=headers)
     botocore.auth.SigV4Auth(Credentials(ACCESS_KEY, secret), "lambda", "us-east-1").add_auth(aws)
     return urllib.request.Request(url, data=body or None, method=method, headers=dict(aws.headers.items()))
 
@@ -89,13 +109,14 @@ def send(request: urllib.request.Request) -> tuple[int, Any, bytes]:
 
 # --- listing and describing -------------------------------------------------------------------
 
-def test_list_functions_shows_what_atmos_relay_functions_lists(relay):
+def test_list_functions_shows_what_serverless_yml_exposes(relay):
     client = lambda_client(relay)
     listed = client.list_functions()["Functions"]
     names = [f["FunctionName"] for f in listed]
-    cli = {f["name"] for f in json.loads(relay.cli("functions", "--json").stdout)}
-    declared = set(yaml.safe_load((ROOT / "serverless.yml").read_text())["functions"])
-    assert set(names) == cli == declared and len(names) == len(cli)
+    cli = {f["name"] for f in json.loads(relay.cli("functions", "--json").stdout) if f["invokeApi"]}
+    declared = {name for name, spec in yaml.safe_load((ROOT / "serverless.yml").read_text())["functions"].items()
+                if (spec.get("invoke") or {}).get("api")}
+    assert set(names) == cli == declared == EXPOSED and len(names) == len(cli)
     assert names == sorted(names)
 
     member = next(f for f in listed if f["FunctionName"] == "member")
@@ -111,8 +132,8 @@ def test_list_functions_pages_with_marker_as_the_paginator_expects(relay):
     first = client.list_functions(MaxItems=3)
     assert [f["FunctionName"] for f in first["Functions"]] == everything[:3]
     assert first["NextMarker"]
-    pages = list(client.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 4}))
-    assert len(pages) == -(-len(everything) // 4) > 1
+    pages = list(client.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 3}))
+    assert len(pages) == -(-len(everything) // 3) > 1
     assert [f["FunctionName"] for page in pages for f in page["Functions"]] == everything
     assert "NextMarker" not in pages[-1]
     with pytest.raises(ClientError) as bad:
@@ -122,15 +143,15 @@ def test_list_functions_pages_with_marker_as_the_paginator_expects(relay):
 
 def test_get_function_describes_one_function_by_name_or_arn(relay):
     client = lambda_client(relay)
-    by_name = client.get_function(FunctionName="deliver")["Configuration"]
-    assert by_name["FunctionName"] == "deliver" and by_name["Handler"] == "functions.deliver.handler"
-    assert by_name["Timeout"] == 300
+    by_name = client.get_function(FunctionName="housekeeping")["Configuration"]
+    assert by_name["FunctionName"] == "housekeeping" and by_name["Handler"] == "functions.housekeeping.handler"
+    assert by_name["Timeout"] == 120
     by_arn = client.get_function(FunctionName=by_name["FunctionArn"])["Configuration"]
     assert by_arn == by_name
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.get_function(FunctionName="no-such-function")
     with pytest.raises(client.exceptions.ResourceNotFoundException):
-        client.get_function(FunctionName="deliver", Qualifier="prod")
+        client.get_function(FunctionName="housekeeping", Qualifier="prod")
 
 
 # --- invoking ---------------------------------------------------------------------------------
@@ -154,17 +175,24 @@ def test_request_response_runs_the_member_function_and_returns_its_result(relay)
     relay.wait_for("invoke_api.invoke", function="member", invocation="RequestResponse")
 
 
-def test_the_auth_function_answers_like_smtp_auth_does(relay):
+def test_sign_auth_and_the_smtp_hooks_are_neither_listed_nor_invocable(relay):
     client = lambda_client(relay)
     member = relay.enroll(ACTIVE_DID, ACTIVE_DOMAIN)
-    _, result = invoke_json(client, "auth", {"username": ACTIVE_DOMAIN, "password": member["apiKey"]})
-    assert result["principal"]["did"] == ACTIVE_DID and result["principal"]["domain"] == ACTIVE_DOMAIN
-
-    response, error = invoke_json(client, "auth", {"username": ACTIVE_DOMAIN, "password": "wrong"})
-    assert response["StatusCode"] == 200 and response["FunctionError"] == "Unhandled"
-    assert error["errorType"] == "AuthRejected"
-    assert error["errorMessage"] == "535 5.7.8 Authentication credentials invalid"
-    assert error["reply"]["code"] == 535
+    listed = {f["FunctionName"] for f in client.list_functions()["Functions"]}
+    message = base64.b64encode(f"From: a@{ACTIVE_DOMAIN}\r\n\r\nhi\r\n".encode()).decode()
+    payloads = {"sign": {"did": ACTIVE_DID, "domain": ACTIVE_DOMAIN, "message": message},
+                "auth": {"username": ACTIVE_DOMAIN, "password": member["apiKey"]}}
+    for name in (*NEVER_EXPOSED, "deliver", "admin-members"):
+        assert name not in listed
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.get_function(FunctionName=name)
+        with pytest.raises(client.exceptions.ResourceNotFoundException) as refused:
+            client.invoke(FunctionName=name, Payload=json.dumps(payloads.get(name, {})).encode())
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        relay.wait_for("invoke_api.denied", function=name, code="ResourceNotFoundException")
+    # Each refusal above was answered after its log line; nothing ran.
+    assert not [r for r in relay.logs("invoke_api.invoke") if r["function"] in payloads]
+    assert not relay.logs("function.error", function="sign") and not relay.logs("function.error", function="auth")
 
 
 def test_a_failing_handler_is_an_unhandled_function_error(relay):
@@ -211,7 +239,8 @@ def test_dry_run_checks_access_and_runs_nothing(relay):
     response = client.invoke(FunctionName="member", InvocationType="DryRun",
                              Payload=json.dumps({"action": "approve", "did": DRY_DID}).encode())
     assert response["StatusCode"] == 204 and response["Payload"].read() == b""
-    time.sleep(0.5)
+    # A dry run answers 204 without submitting anything: its log line is its last act.
+    relay.wait_for("invoke_api.invoke", function="member", invocation="DryRun")
     assert member_status(relay, DRY_DID) == "pending"
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.invoke(FunctionName="no-such-function", InvocationType="DryRun")
@@ -344,3 +373,63 @@ def test_the_invoke_api_is_off_without_credentials(start_relay):
     error = refused.value.response
     assert error["Error"]["Code"] == "AccessDeniedException"
     assert "invoke.accessKeyId" in error["Error"]["Message"]
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+def test_a_signed_request_is_accepted_once(relay):
+    did, domain = "did:plc:replayreplayreplayreplay", "replay.example"
+    relay.enroll(did, domain)
+    suspend = json.dumps({"action": "suspend", "did": did, "reason": "replayed"}).encode()
+    captured = signed(relay, "POST", "/2015-03-31/functions/member/invocations", suspend)
+    status, _, body = send(captured)
+    assert status == 200 and json.loads(body)["status"] == "suspended"
+    relay.cli_json("member", "reactivate", did)
+
+    again = urllib.request.Request(captured.full_url, data=captured.data, method="POST",
+                                   headers=dict(captured.header_items()))
+    status, headers, body = send(again)
+    assert (status, headers["x-amzn-ErrorType"]) == (403, "InvalidSignatureException")
+    assert "already used" in json.loads(body)["message"]
+    relay.wait_for("invoke_api.denied", predicate=lambda r: "already used" in r["reason"])
+    assert member_status(relay, did) == "active"
+
+    # boto3 without a nonce signs two identical calls within one second identically: the second is a replay.
+    bare = boto3.client("lambda", endpoint_url=relay.http_url, region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET,
+                        config=botocore.config.Config(retries={"max_attempts": 0}))
+    outcomes = []
+    for _ in range(2):
+        try:
+            outcomes.append(bare.list_functions(MaxItems=7)["Functions"] and "ok")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+    assert outcomes in (["ok", "InvalidSignatureException"], ["ok", "ok"])  # "ok" twice if a second ticked over
+
+
+def test_the_replay_guard_forgets_only_expired_signatures_and_refuses_when_full():
+    seen = SeenSignatures(capacity=2, window=900)
+    assert seen.first_use("a", signed_at=1000, now=1000)
+    assert not seen.first_use("a", signed_at=1000, now=1899)
+    assert seen.first_use("b", signed_at=1500, now=1899)
+    with pytest.raises(GuardFull):
+        seen.first_use("c", signed_at=1899, now=1899)
+    assert seen.first_use("c", signed_at=1901, now=1901)  # "a" expired at 1900 and made room
+    assert not seen.first_use("b", signed_at=1500, now=1901) and len(seen) == 2
+
+
+# --- what serverless.yml may say ---------------------------------------------------------------
+
+def test_sign_auth_and_the_smtp_hooks_stay_internal_in_serverless_yml():
+    manifest = load_manifest(ROOT / "serverless.yml")
+    assert {n for n, spec in manifest.functions.items() if spec.invokeApi} == EXPOSED
+    assert not any(manifest.functions[name].invokeApi for name in NEVER_EXPOSED)
+
+
+def test_an_smtp_hook_cannot_be_exposed_to_the_invoke_api(tmp_path):
+    path = tmp_path / "serverless.yml"
+    path.write_text(yaml.safe_dump({"service": "x", "functions": {"auth": {
+        "handler": "functions/auth.handler", "invoke": {"api": True},
+        "events": [{"smtp": {"listeners": ["submission"], "hook": "auth"}}]}}}))
+    with pytest.raises(ManifestError, match="smtp hook cannot be exposed"):
+        load_manifest(path)
