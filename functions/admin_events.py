@@ -23,10 +23,8 @@ def _decoded(text: str) -> Any:
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
+    admin = admin_auth.admin_of(event)
     conn = context.store.connection()
-    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
-    if refusal:
-        return refusal
     did, action = http_api.query(event, "did").strip(), http_api.query(event, "action").strip()
     try:
         limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)
@@ -49,4 +47,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     actions = [r["action_name"] for r in conn.execute("SELECT DISTINCT action_name FROM relay_events ORDER BY 1")]
     next_query = urlencode({k: v for k, v in (("did", did), ("action", action), ("before", next_before)) if v})
     return pages.page(200, "events.html", events=listed, did=did, action=action, actions=actions,
-                          next_before=next_before, next_query=next_query, csrf=admin_auth.csrf_token(conn, admin))
+                          next_before=next_before, next_query=next_query, csrf=admin.csrf)

@@ -7,10 +7,9 @@ the member's next AUTH, so it takes effect at once.
 """
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from functions.members import registry
-from functions.members.identifiers import InvalidIdentifier, normalize_did
 from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
@@ -25,22 +24,13 @@ def _back(form: dict[str, str], did: str) -> str:
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
-    conn = context.store.connection()
-    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
-    if refusal:
-        return refusal
+    admin = admin_auth.admin_of(event)
     action = (event.get("rawPath") or "").rstrip("/").rsplit("/", 1)[-1]
     if action not in ACTIONS:
         return http_api.error(event, 404, f"no such member action {action!r}")
     form = http_api.form(event)
-    if not admin_auth.csrf_ok(conn, admin, form.get("csrf", "")):
-        return http_api.error(event, 403, "missing or stale CSRF token")
-    try:
-        did = normalize_did(unquote(http_api.path_param(event, "did")))
-    except InvalidIdentifier as exc:
-        return http_api.error(event, 400, exc.message)
+    did, actor = admin.did, admin.actor
     reason = (http_api.query(event, "reason") or form.get("reason", "")).strip()
-    actor = f"admin:{admin.via}"
     try:
         with context.store.transaction() as tx:
             if action == "approve":

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
-from urllib.parse import unquote
 
 from functions.dkim import dns_check, key_pairs
 from functions.members import attestation, labels, registry, suppression
-from functions.members.identifiers import InvalidIdentifier, normalize_did
 from functions.reputation import limits
 from functions.web import activity_chart, admin_auth, http_api, pages
 from runtime.context import LambdaContext
@@ -68,13 +66,10 @@ def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) ->
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
+    admin = admin_auth.admin_of(event)
     conn = context.store.connection()
-    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
-    if refusal:
-        return refusal
-    csrf = admin_auth.csrf_token(conn, admin)
-    raw_did = http_api.path_param(event, "did")
-    if not raw_did:
+    csrf = admin.csrf
+    if not admin.did:
         status = http_api.query(event, "status")
         if status and status not in STATUSES:
             return http_api.error(event, 400, f"status must be one of {', '.join(STATUSES)}")
@@ -83,10 +78,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             return http_api.json_response(200, {"members": rows, "count": len(rows)})
         return pages.page(200, "members.html", members=rows, status=status, statuses=STATUSES, csrf=csrf)
     try:
-        did = normalize_did(unquote(raw_did))
-        detail = member_detail(conn, context, did)
-    except InvalidIdentifier as exc:
-        return http_api.error(event, 400, exc.message)
+        detail = member_detail(conn, context, admin.did)
     except registry.MemberNotFound as exc:
         return http_api.error(event, 404, exc.message)
     if http_api.wants_json(event):

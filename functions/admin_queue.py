@@ -14,10 +14,8 @@ DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
+    admin = admin_auth.admin_of(event)
     conn = context.store.connection()
-    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
-    if refusal:
-        return refusal
     state = http_api.query(event, "state", "queued").strip()
     did, domain = http_api.query(event, "did").strip(), http_api.query(event, "domain").strip().lower()
     if state and state not in STATES:
@@ -44,4 +42,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if http_api.wants_json(event):
         return http_api.json_response(200, {"summary": summary, "recipients": listed, "count": len(listed)})
     return pages.page(200, "queue.html", summary=summary, recipients=listed, state=state, states=STATES,
-                          did=did, domain=domain, csrf=admin_auth.csrf_token(conn, admin))
+                          did=did, domain=domain, csrf=admin.csrf)

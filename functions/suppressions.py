@@ -9,20 +9,14 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from functions.members import suppression
-from functions.members.identifiers import InvalidIdentifier, address_domain, normalize_did
+from functions.members.identifiers import address_domain
 from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
+    did = admin_auth.admin_of(event).did
     conn = context.store.connection()
-    admin, refusal = admin_auth.admit(event, conn, context.settings.adminToken)
-    if refusal:
-        return refusal
-    try:
-        did = normalize_did(unquote(http_api.path_param(event, "did")))
-    except InvalidIdentifier as exc:
-        return http_api.error(event, 400, exc.message)
     if conn.execute("SELECT 1 FROM members WHERE did = ?", (did,)).fetchone() is None:
         return http_api.error(event, 404, f"no member with DID {did}")
     now = context.clock.now()
@@ -31,8 +25,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         entries = suppression.entries(conn, did, now)
         return http_api.json_response(200, {"did": did, "suppressions": entries, "count": len(entries)})
     form = http_api.form(event)
-    if not admin_auth.csrf_ok(conn, admin, form.get("csrf", "")):
-        return http_api.error(event, 403, "missing or stale CSRF token")
     if method == "POST":
         recipient = (form.get("recipient") or http_api.query(event, "recipient")).strip()
         if not address_domain(recipient):

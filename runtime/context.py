@@ -7,12 +7,14 @@ handler reaches state: nothing is kept in module globals.
 """
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import dns.resolver
 
+from runtime.auth_throttle import AuthThrottle
 from runtime.bus import EventBus
 from runtime.clock import Clock
 from runtime.jsonlog import JsonLog
@@ -32,6 +34,18 @@ class Services:
     bus: EventBus
     spool: Spool
     clock: Clock
+    _throttle: AuthThrottle | None = field(default=None, repr=False)
+    _throttle_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def auth_throttle(self) -> AuthThrottle:
+        """The failed-login counts SMTP AUTH keeps (auth-failures.sqlite), for every other door with a secret."""
+        with self._throttle_lock:
+            if self._throttle is None:
+                smtp = self.settings.smtp
+                self._throttle = AuthThrottle(self.settings.state_path / "auth-failures.sqlite",
+                                              smtp.authFailureLimit, smtp.authFailureWindow,
+                                              smtp.authFailureDelay, smtp.authFailureMaxDelay)
+            return self._throttle
 
     def resolver(self) -> dns.resolver.Resolver:
         """A resolver on the configured name servers (the system's when none are set)."""
@@ -95,6 +109,9 @@ class LambdaContext:
 
     def resolver(self) -> dns.resolver.Resolver:
         return self._services.resolver()
+
+    def auth_throttle(self) -> AuthThrottle:
+        return self._services.auth_throttle()
 
     def invoke(self, name: str, event: dict) -> Any:
         """Call another function in-process, within what is left of this one's time."""

@@ -1,8 +1,10 @@
 """The admin API as the runbook drives it (tasks 3 and 4, "Member is suspended but shouldn't be"),
-and the enroll endpoint as a script drives it with `Accept: application/json`."""
+the dashboard's sessions as a browser holds them, and the enroll endpoint as a script drives it
+with `Accept: application/json`."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -12,8 +14,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from harness.relay import enroll_published
+import yaml
+
+from harness.relay import ROOT, enroll_published
 from harness.smtp import message, submission
+from runtime.trusted_proxies import TrustedProxies
 
 RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"
 RUNBOOK_HOST = "http://atmos-relay.internal.example:8080"
@@ -224,3 +229,146 @@ def test_queue_page_shows_who_waits_and_what_the_mx_said(mail_relay, dns_server,
     status, page, _ = relay.http("GET", "/admin/queue", headers={"Accept": "text/html"})
     assert status == 200 and 'data-recipient="busy@recipient.test"' in page and "Mailbox busy" in page
     assert relay.http("GET", "/admin/queue?state=stuck")[0] == 400
+
+
+# --- dashboard sessions -------------------------------------------------------------------------
+
+def json_login(relay, source: str = "127.0.0.1", headers: dict | None = None) -> tuple[int, str]:
+    """POST /admin/login as JSON from a given loopback address: (status, the Set-Cookie header)."""
+    conn = http.client.HTTPConnection("127.0.0.1", relay.ports["http"], timeout=30, source_address=(source, 0))
+    try:
+        conn.request("POST", "/admin/login", body=json.dumps({"token": relay.admin_token}),
+                     headers={"Content-Type": "application/json", "Accept": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+
+
+def session_headers(set_cookie: str, accept: str = "application/json") -> dict:
+    return {"Cookie": set_cookie.split(";")[0], "Accept": accept,
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def page_csrf(relay, session: dict) -> str:
+    page = relay.http("GET", "/admin/members", token=None, headers={**session, "Accept": "text/html"})[1]
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+
+
+def test_logout_revokes_the_session_server_side(relay):
+    status, set_cookie = json_login(relay)
+    assert status == 303
+    session = session_headers(set_cookie)
+    assert relay.http("GET", "/admin/members", token=None, headers=session)[0] == 200
+    csrf = page_csrf(relay, session)
+    status, _, headers = relay.http("POST", "/admin/logout", token=None, data=f"csrf={csrf}".encode(),
+                                    headers=session)
+    assert status == 303 and "Max-Age=0" in headers["Set-Cookie"]
+    relay.wait_for("admin.logout")
+
+    # The browser dropped the cookie; a copy kept elsewhere is worth nothing now.
+    status, body, _ = relay.http("GET", "/admin/members", token=None, headers=session)
+    assert status == 401, body
+    status, _, headers = relay.http("GET", "/admin/members", token=None, headers={**session, "Accept": "text/html"})
+    assert status == 303 and headers["Location"] == "/admin/login"
+    status, _, _ = relay.http("POST", f"/admin/member/{DID}/approve", token=None, data=f"csrf={csrf}".encode(),
+                              headers=session)
+    assert status == 401
+    rows = sqlite3.connect(relay.state / "relay.sqlite").execute("SELECT COUNT(*) FROM admin_sessions").fetchone()
+    assert rows == (0,)
+
+
+def test_logins_in_the_same_second_get_their_own_session_and_csrf_token(relay):
+    cookies = [json_login(relay)[1].split(";")[0] for _ in range(5)]
+    assert len(set(cookies)) == 5
+    sessions = [session_headers(c) for c in cookies]
+    assert len({page_csrf(relay, s) for s in sessions}) == 5
+    # One session's CSRF token is no good with another's cookie.
+    enroll_json(relay, did=DID, domain=DOMAIN)
+    status, _, _ = relay.http("POST", f"/admin/member/{DID}/approve", token=None,
+                              data=f"csrf={page_csrf(relay, sessions[0])}".encode(), headers=sessions[1])
+    assert status == 403 and relay.cli_json("member", "show", DID)["status"] == "pending"
+
+
+def test_the_secure_flag_and_client_address_come_only_from_a_trusted_proxy(start_relay):
+    relay = start_relay({"http": {"trustedProxies": ["127.0.0.2/32"]}}, name="behind-proxy")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
+
+    status, cookie = json_login(relay, "127.0.0.1", forwarded)  # anyone may send the headers
+    assert status == 303 and "Secure" not in cookie
+    status, cookie = json_login(relay, "127.0.0.2")  # the proxy, on plain HTTP
+    assert status == 303 and "Secure" not in cookie
+    status, cookie = json_login(relay, "127.0.0.2", forwarded)
+    assert status == 303 and "; Secure" in cookie and "HttpOnly" in cookie
+
+    clients = [r["client"] for r in relay.wait_for("admin.login", result="ok", count=3)]
+    assert clients == ["127.0.0.1", "127.0.0.2", "203.0.113.9"]  # the nearest hop the proxy saw
+
+    conn = http.client.HTTPConnection("127.0.0.1", relay.ports["http"], timeout=30, source_address=("127.0.0.2", 0))
+    conn.request("GET", "/admin/login", headers={**forwarded, "Accept": "text/html"})
+    response = conn.getresponse()
+    response.read()
+    assert "; Secure" in response.getheader("Set-Cookie")  # the login form's pre-login cookie too
+    conn.close()
+
+
+def test_the_nearest_untrusted_hop_is_the_client():
+    proxies = TrustedProxies(["10.0.0.0/8", "::1"])
+    hops = {"x-forwarded-for": "192.0.2.1, 198.51.100.2, 10.1.1.1", "x-forwarded-proto": "http, https"}
+    assert proxies.origin("10.0.0.5", hops, "http").address == "198.51.100.2"
+    assert proxies.origin("10.0.0.5", hops, "http").scheme == "https"
+    assert proxies.origin("192.0.2.50", hops, "http") == proxies.origin("192.0.2.50", {}, "http")
+    assert proxies.origin("192.0.2.50", hops, "http").address == "192.0.2.50"
+    assert proxies.origin("::1", {"x-forwarded-for": "not-an-address"}, "http").address == "::1"
+    assert proxies.origin("::ffff:10.2.3.4", {"x-forwarded-for": "192.0.2.9"}, "http").address == "192.0.2.9"
+    assert proxies.origin("10.0.0.5", {"x-forwarded-proto": "gopher"}, "http").scheme == "http"
+    assert TrustedProxies([]).origin("10.0.0.5", hops, "http").address == "10.0.0.5"
+
+
+def test_wrong_admin_tokens_are_slowed_like_failed_auth(start_relay):
+    relay = start_relay({"smtp": {"authFailureLimit": 2, "authFailureDelay": "0.2s", "authFailureMaxDelay": "5s"}},
+                        name="throttled")
+    for token in ("guess-1", "guess-2", "guess-3"):
+        assert relay.http("GET", "/admin/members", token=token)[0] == 403
+    status, _, _ = relay.http("POST", "/admin/login", token=None, data=b'{"token": "guess-4"}',
+                              headers={"Content-Type": "application/json"})
+    assert status == 403
+    failures = [r["failures"] for r in relay.wait_for("admin.auth", result="failed", count=4)]
+    assert failures == [1, 2, 3, 4]
+    assert [r["delay"] for r in relay.logs("admin.auth_throttled")] == [0.2, 0.4]
+
+    # The right token waits its turn too, then clears the address's count.
+    assert relay.http("GET", "/admin/members")[0] == 200
+    assert [r["delay"] for r in relay.logs("admin.auth_throttled")] == [0.2, 0.4, 0.8]
+    assert relay.http("GET", "/admin/members")[0] == 200
+    assert len(relay.logs("admin.auth_throttled")) == 3
+
+
+def test_every_admin_route_is_behind_the_admin_authorizer():
+    functions = yaml.safe_load((ROOT / "serverless.yml").read_text())["functions"]
+    for name, spec in functions.items():
+        paths = [e["httpApi"].split(" ", 1)[1] for e in spec.get("events", []) if "httpApi" in e]
+        if any(p.startswith("/admin") for p in paths) and name != "admin-login":
+            assert spec.get("authorizer") == "admin-authorizer", name
+
+
+def test_the_relays_secrets_are_readable_by_its_user_only(start_relay):
+    relay = start_relay({"adminToken": ""}, name="modes")
+    relay.wait_for("admin_token.generated")
+    assert auth_reply(relay, "nobody.example", "wrong").startswith("535")
+    relay.wait_for("smtp.auth", result="invalid")
+    state = relay.state
+    expected = {"relay.sqlite", "relay.sqlite-wal", "relay.sqlite-shm", "labels.db", "auth-failures.sqlite",
+                "auth-failures.sqlite-wal", "admin-token", "operator-dkim-keys.json"}
+    present = {p.name for p in state.iterdir()}
+    assert expected <= present, expected - present
+    databases = {p for p in state.iterdir() if p.name.split("-")[0].endswith((".sqlite", ".db"))}
+    for path in {state / name for name in expected} | databases | set((state / "tls").glob("*key*")):
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
+
+    # An install from before is tightened at the next start.
+    relay.stop()
+    os.chmod(state / "relay.sqlite", 0o644)
+    relay.restart()
+    assert (state / "relay.sqlite").stat().st_mode & 0o777 == 0o600

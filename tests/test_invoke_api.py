@@ -182,7 +182,7 @@ def test_sign_auth_and_the_smtp_hooks_are_neither_listed_nor_invocable(relay):
     message = base64.b64encode(f"From: a@{ACTIVE_DOMAIN}\r\n\r\nhi\r\n".encode()).decode()
     payloads = {"sign": {"did": ACTIVE_DID, "domain": ACTIVE_DOMAIN, "message": message},
                 "auth": {"username": ACTIVE_DOMAIN, "password": member["apiKey"]}}
-    for name in (*NEVER_EXPOSED, "deliver", "admin-members"):
+    for name in (*NEVER_EXPOSED, "deliver", "admin-members", "admin-authorizer"):
         assert name not in listed
         with pytest.raises(client.exceptions.ResourceNotFoundException):
             client.get_function(FunctionName=name)

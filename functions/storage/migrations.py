@@ -152,4 +152,14 @@ MIGRATIONS = [
         PRIMARY KEY (client, hour)
     );
     """,
+    # 8: admin dashboard sessions, by the SHA-256 of their random cookie (logout deletes the row)
+    """
+    CREATE TABLE admin_sessions (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
+    """,
 ]

@@ -32,6 +32,20 @@ def source_ip(event: dict) -> str:
     return ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp", "")
 
 
+def served_over_https(event: dict) -> bool:
+    """The gateway sets x-forwarded-proto itself (from a trusted proxy's header, else its own scheme)."""
+    return header(event, "x-forwarded-proto").lower() == "https"
+
+
+def bearer_token(event: dict) -> str | None:
+    """The token of `Authorization: Bearer <token>`; "" for another scheme, None without the header."""
+    auth = header(event, "authorization")
+    if not auth:
+        return None
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def path_param(event: dict, name: str) -> str:
     return (event.get("pathParameters") or {}).get(name, "")
 
