@@ -372,3 +372,16 @@ def test_the_relays_secrets_are_readable_by_its_user_only(start_relay):
     os.chmod(state / "relay.sqlite", 0o644)
     relay.restart()
     assert (state / "relay.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_admin_route_that_lost_its_authorizer_serves_nobody(start_relay, tmp_path):
+    manifest = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    del manifest["functions"]["admin-members"]["authorizer"]
+    path = tmp_path / "serverless.yml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    relay = start_relay({"manifest": str(path)}, name="no-gate")
+    for token in (None, "wrong-token", ""):
+        status, body, _ = relay.http("GET", "/admin/members", token=token)
+        assert status == 500 and "members" not in body, body
+    relay.wait_for("function.error", function="admin-members", predicate=lambda r: "AuthorizerMissing" in r["error"])
+    assert relay.http("GET", "/admin/queue")[0] == 200  # the routes that kept theirs still work
