@@ -58,6 +58,11 @@ class Attempt:
 
 
 class AuthThrottle:
+    """A login that can wait: `begin(address_key(peer), username_key(name))`, sleep `wait` (or refuse when
+    `refused`), check, then `failed`, `succeeded` or `abandon`. A caller that cannot wait its turn (an HTTP
+    request) reads `delay_for(...)`, refuses while it is non-zero, and calls `record_failure` / `record_success`.
+    """
+
     def __init__(self, path: Path, limit: int, window: float, base_delay: float, max_delay: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.limit, self.window, self.base, self.max = limit, window, base_delay, max_delay

@@ -166,7 +166,7 @@ class RelaySMTP(SMTP):
             self.edge.log.warning("smtp.auth_throttled", listener=self.listener.name, peer=peer, username=username,
                                   delay=round(attempt.wait, 3), refused=attempt.refused)
             if attempt.refused:
-                await self.push(replies.AUTH_THROTTLED.format(peer=peer))
+                await self._auth_refused("throttled", replies.AUTH_THROTTLED.format(peer=peer), username=username)
                 return
             await asyncio.sleep(attempt.wait)
         event = {

@@ -324,6 +324,7 @@ def test_parallel_guesses_from_many_addresses_do_not_all_proceed(start_relay):
     assert sorted(codes) == [454] * (len(sources) - 2) + [535, 535], codes
     refused = relay.wait_for("smtp.auth_throttled", count=len(sources) - 2, predicate=lambda line: line["refused"])
     assert {line["username"] for line in refused} == {DOMAIN}
+    assert len(relay.wait_for("smtp.auth", result="throttled", count=len(sources) - 2)) == len(sources) - 2
     # Another member on a fresh address is neither slowed nor refused by the victim's count.
     assert _login_from(relay, "127.0.0.20", OTHER_DOMAIN, mine["apiKey"]) == 235
     relay.wait_for("smtp.auth", result="ok", peer="127.0.0.20")
