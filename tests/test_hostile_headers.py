@@ -6,12 +6,13 @@ mailauth reading the message the recipient's MX received.
 """
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
 
 from harness.relay import enroll_published
-from harness.smtp import session
+from harness.smtp import insecure, session
 from harness.swaks import swaks
 from harness.verifiers import by_key, mailauth, mailauth_from
 
@@ -152,3 +153,21 @@ def test_a_bare_cr_in_the_helo_is_not_copied_into_the_forwarded_received_header(
     assert b"\r\nX-Injected" not in head and not head.startswith(b"X-Injected")
     received = [line for line in head.split(b"\r\n") if b"probe.test" in line]
     assert received == [b"Received: from probe.testX-Injected: yes ([127.0.0.1])"], received
+
+
+def test_a_bare_cr_in_the_submission_helo_is_not_copied_into_our_received_header(world, sink_mx):
+    relay, member = world
+    raw = socket.create_connection(("127.0.0.1", relay.ports["smtps"]))
+    with insecure().wrap_socket(raw, server_hostname="relay") as tls:
+        f = tls.makefile("rwb")
+        f.readline()
+        token = base64.b64encode(f"\0{DOMAIN}\0{member['apiKey']}".encode())
+        answers = _smtp_lines(
+            f, b"EHLO pds.test\rX-Injected: yes\r\n", b"AUTH PLAIN " + token + b"\r\n",
+            f"MAIL FROM:<noreply@{DOMAIN}>\r\n".encode(), f"RCPT TO:<{TO}>\r\n".encode(), b"DATA\r\n",
+            MEMBER_FROM + TAIL + b".\r\n", b"QUIT\r\n")
+    assert [a[:3] for a in answers] == [b"250", b"235", b"250", b"250", b"354", b"250", b"221"], answers
+    (_, delivered), = sink_mx.wait_for(1)
+    head = delivered.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nX-Injected" not in head
+    assert b"\r\nReceived: from pds.testX-Injected: yes ([127.0.0.1])\r\n" in head
