@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timezone
-from email.parser import BytesHeaderParser
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime
 
 from functions.members import suppression
 from functions.members.identifiers import address_domain
 from functions.members.registry import domains_of
+from functions.outbound import from_field, header_section
 from functions.reputation import events, limits
 from runtime import replies
 from runtime.context import LambdaContext
@@ -66,17 +66,33 @@ def on_rcpt(event: dict, context: LambdaContext) -> dict:
 
 
 def from_domains(content: bytes) -> list[str]:
-    headers = BytesHeaderParser().parsebytes(content)
-    values = [str(v) for v in headers.get_all("From", [])]
-    return [address_domain(addr) for _, addr in getaddresses(values) if addr]
+    """The From: domains as a receiver's DMARC check reads them, from the strict reading that is also signed.
+
+    Raises NulInMessage, MalformedHeaderSection or UnreadableFrom (each with its 5xx) rather than guess.
+    """
+    header_section.refuse_nul(content)
+    return [mailbox.domain for mailbox in from_field.mailboxes(header_section.read(content))]
+
+
+def _checked_from_domain(context: LambdaContext, did: str, content: bytes) -> str:
+    """The first From: domain, once every From: domain is one of the member's; else the refusal, recorded."""
+    try:
+        found = from_domains(content)
+    except RelayError as exc:
+        raise _reject(context, did, "malformed", exc.reply, detail=exc.detail) from None
+    allowed = set(domains_of(context.store.connection(), did))
+    for domain in found:
+        if domain not in allowed:
+            raise _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
+    return found[0]
 
 
 def received_header(session: dict, hostname: str, queue_id: str, recipients: list[str], now: float) -> bytes:
     """RFC 5321 4.4 trace field; ESMTPSA (RFC 3848) because submission is always TLS and AUTH."""
-    helo = str(session.get("helo") or "unknown").replace("\r", "").replace("\n", "")[:100]
-    peer = str(session.get("peer") or "unknown")
+    helo = header_section.trace_text(session.get("helo") or "unknown")
+    peer = header_section.trace_text(session.get("peer") or "unknown")
     protocol = "ESMTPSA" if session.get("tls") else "ESMTPA"
-    for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
+    for_clause = f"\r\n\tfor <{header_section.trace_text(recipients[0], 320)}>" if len(recipients) == 1 else ""
     date = format_datetime(datetime.fromtimestamp(now, timezone.utc))
     return (f"Received: from {helo} ([{peer}])\r\n\tby {hostname} (Atmosphere Mail) with {protocol} id {queue_id}"
             f"{for_clause};\r\n\t{date}\r\n").encode("utf-8", "replace")
@@ -94,14 +110,7 @@ def on_data(event: dict, context: LambdaContext) -> dict:
         status = member["status"] if member else "unknown"
         raise _reject(context, did, status, replies.SESSION_SUSPENDED if status == "suspended"
                       else replies.AUTH_PENDING)
-    found = from_domains(content)
-    if not found or not all(found):
-        raise _reject(context, did, "from_missing", replies.FROM_MISSING)
-    allowed = set(domains_of(conn, did))
-    for domain in found:
-        if domain not in allowed:
-            raise _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
-    member_domain = found[0]
+    member_domain = _checked_from_domain(context, did, content)
 
     queue_id = new_queue_id()
     now = context.clock.now()

@@ -41,10 +41,7 @@ class Services:
         """The failed-login counts SMTP AUTH keeps (auth-failures.sqlite), for every other door with a secret."""
         with self._throttle_lock:
             if self._throttle is None:
-                smtp = self.settings.smtp
-                self._throttle = AuthThrottle(self.settings.state_path / "auth-failures.sqlite",
-                                              smtp.authFailureLimit, smtp.authFailureWindow,
-                                              smtp.authFailureDelay, smtp.authFailureMaxDelay)
+                self._throttle = AuthThrottle.from_settings(self.settings)
             return self._throttle
 
     def resolver(self) -> dns.resolver.Resolver:

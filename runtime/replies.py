@@ -73,6 +73,10 @@ FROM_NOT_ENROLLED = Reply(550, "5.7.1", "From: domain {domain} is not enrolled f
 FROM_MISSING = Reply(550, "5.6.0", "Message has no usable From: header")
 MESSAGE_MALFORMED = Reply(550, "5.6.0", "Message is malformed: {detail}")
 RATE_LIMITED = Reply(451, "4.7.1", "{detail}")
+# A message whose header section or From: receivers could read in more than one way (functions/outbound/header_section.py)
+HEADER_SECTION_MALFORMED = Reply(550, "5.6.0", "Malformed header section: {detail}")
+FROM_UNREADABLE = Reply(550, "5.6.0", "From: field {detail}")
+MESSAGE_HAS_NUL = Reply(550, "5.6.0", "Message contains NUL bytes")
 
 # Failures of our own
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary local problem, please try again later")

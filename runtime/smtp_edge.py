@@ -23,7 +23,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from runtime import replies
-from runtime.auth_throttle import AuthThrottle
+from runtime.auth_throttle import AuthThrottle, address_key, username_key
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
@@ -141,8 +141,9 @@ class RelaySMTP(SMTP):
             secret = password.decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
             # Garbage where credentials belong counts against the address like a wrong key.
-            failures = self.edge.throttle.failed(self._peer_ip)
-            await self._auth_refused("malformed", replies.AUTH_SYNTAX, failures=failures)
+            key = address_key(self._peer_ip)
+            self.edge.throttle.record_failure(key)
+            await self._auth_refused("malformed", replies.AUTH_SYNTAX, failures=self.edge.throttle.failures(key))
             return
         await self._authenticate(username, secret)
 
@@ -160,10 +161,14 @@ class RelaySMTP(SMTP):
     async def _authenticate(self, username: str, password: str) -> None:
         peer = self._peer_ip
         throttle = self.edge.throttle
-        delay = throttle.delay(peer)
-        if delay:
-            self.edge.log.warning("smtp.auth_throttled", listener=self.listener.name, peer=peer, delay=delay)
-            await asyncio.sleep(delay)
+        attempt = throttle.begin(address_key(peer), username_key(username))
+        if attempt.wait:
+            self.edge.log.warning("smtp.auth_throttled", listener=self.listener.name, peer=peer, username=username,
+                                  delay=round(attempt.wait, 3), refused=attempt.refused)
+            if attempt.refused:
+                await self._auth_refused("throttled", replies.AUTH_THROTTLED.format(peer=peer), username=username)
+                return
+            await asyncio.sleep(attempt.wait)
         event = {
             "trigger": "smtp", "hook": "auth", "session": self.session_event(),
             "mechanism": "PLAIN", "username": username, "password": password,
@@ -175,19 +180,24 @@ class RelaySMTP(SMTP):
             result = await self.edge.runtime.invoke_async(spec.name, event, deployment=self.deployment)
         except RelayError as exc:
             counted = exc.reply == replies.AUTH_INVALID
-            failures = throttle.failed(peer) if counted else None
             reason = {replies.AUTH_PENDING: "pending", replies.AUTH_SUSPENDED: "suspended"}.get(exc.reply)
+            failures = throttle.failed(attempt) if counted else None
+            if reason:  # the right key, of a pending or suspended member
+                throttle.succeeded(attempt, username_key(username))
+            elif not counted:
+                throttle.abandon(attempt)
             reason = reason or ("invalid" if counted else "error")
             self.edge.log.info("smtp.auth", **fields, result=reason, did=getattr(exc, "did", None),
                                failures=failures, reply=str(exc.reply))
             await self.push(exc.reply)
             return
         except Exception as exc:
+            throttle.abandon(attempt)
             self.edge.log.error("function.error", function=spec.name, error=repr(exc), hook="auth")
             self.edge.log.info("smtp.auth", **fields, result="error")
             await self.push(replies.TEMPORARY_FAILURE)
             return
-        throttle.succeeded(peer)
+        throttle.succeeded(attempt, username_key(username))
         principal = (result or {}).get("principal") or {}
         self.session.authenticated = True
         self.session.auth_data = principal
@@ -290,10 +300,7 @@ class SmtpEdge:
         self.log = log
         self.tls_context = tls_context
         self.handler = EdgeHandler(self)
-        smtp = settings.smtp
-        self.throttle = AuthThrottle(settings.state_path / "auth-failures.sqlite", smtp.authFailureLimit,
-                                     smtp.authFailureWindow,
-                                     smtp.authFailureDelay, smtp.authFailureMaxDelay)
+        self.throttle = AuthThrottle.from_settings(settings)
         self.servers: list[asyncio.AbstractServer] = []
         self.listeners = [
             Listener("submission", *settings.listen.submission, implicit_tls=False),

@@ -11,6 +11,7 @@ import smtplib
 import socket
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -277,3 +278,54 @@ def test_sessions_keep_working_under_bad_tls(relay):
     s = smtps(relay)
     assert s.noop()[0] == 250
     s.quit()
+
+
+OTHER_DID, OTHER_DOMAIN = "did:plc:zyxwvutsrqponmlkjihgfedc", "other-member.example"
+
+
+def _login_from(relay, source: str, username: str, key: str) -> int:
+    """One AUTH PLAIN on a new connection from `source` (another loopback address: another client)."""
+    s = smtplib.SMTP_SSL("127.0.0.1", relay.ports["smtps"], local_hostname="client.test", timeout=60,
+                         context=insecure(), source_address=(source, 0))
+    try:
+        s.login(username, key)
+        return 235
+    except smtplib.SMTPAuthenticationError as err:
+        return err.smtp_code
+    finally:
+        s.close()
+
+
+def test_a_right_key_between_guesses_does_not_reset_the_address(start_relay):
+    """The probe's 'two wrong keys and one right one, repeated': every guess is counted and slowed."""
+    relay = start_relay({"smtp": {"authFailureLimit": 2, "authFailureDelay": 0.2, "authFailureMaxDelay": 2}})
+    relay.enroll(DID, DOMAIN)
+    mine = relay.enroll(OTHER_DID, OTHER_DOMAIN)
+    for _ in range(3):
+        assert _login_from(relay, "127.0.0.1", DOMAIN, "atmos_guess") == 535
+        assert _login_from(relay, "127.0.0.1", DOMAIN, "atmos_guess") == 535
+        assert _login_from(relay, "127.0.0.1", OTHER_DOMAIN, mine["apiKey"]) == 235
+    guesses = relay.wait_for("smtp.auth", result="invalid", count=6)
+    assert [line["failures"] for line in guesses] == [1, 2, 3, 4, 5, 6]
+    throttled = relay.logs("smtp.auth_throttled")
+    delays = [line["delay"] for line in throttled if line["username"] == DOMAIN]
+    assert len(delays) == 4 and delays == sorted(delays) and delays[-1] >= 1.6, delays
+    assert len([line for line in throttled if line["username"] == OTHER_DOMAIN]) == 3  # the right key waits too
+
+
+def test_parallel_guesses_from_many_addresses_do_not_all_proceed(start_relay):
+    relay = start_relay({"smtp": {"authFailureLimit": 1, "authFailureDelay": 0.5, "authFailureMaxDelay": 2}})
+    relay.enroll(DID, DOMAIN)
+    mine = relay.enroll(OTHER_DID, OTHER_DOMAIN)
+    assert _login_from(relay, "127.0.0.2", DOMAIN, "atmos_guess") == 535
+    sources = [f"127.0.0.{n}" for n in range(3, 13)]
+    with ThreadPoolExecutor(len(sources)) as pool:
+        codes = list(pool.map(lambda source: _login_from(relay, source, DOMAIN, "atmos_guess"), sources))
+    assert sorted(codes) == [454] * (len(sources) - 2) + [535, 535], codes
+    refused = relay.wait_for("smtp.auth_throttled", count=len(sources) - 2, predicate=lambda line: line["refused"])
+    assert {line["username"] for line in refused} == {DOMAIN}
+    assert len(relay.wait_for("smtp.auth", result="throttled", count=len(sources) - 2)) == len(sources) - 2
+    # Another member on a fresh address is neither slowed nor refused by the victim's count.
+    assert _login_from(relay, "127.0.0.20", OTHER_DOMAIN, mine["apiKey"]) == 235
+    relay.wait_for("smtp.auth", result="ok", peer="127.0.0.20")
+    assert not relay.logs("smtp.auth_throttled", peer="127.0.0.20")

@@ -20,7 +20,7 @@ import dns.resolver
 from functions.dkim import operator_keys
 from functions.dkim.signer import MessageSigner
 from functions.members.identifiers import address_domain
-from functions.outbound import message_headers
+from functions.outbound import header_section, message_headers
 from runtime.context import LambdaContext
 from runtime.spool import new_queue_id
 
@@ -69,7 +69,8 @@ def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer:
                         rsa_key.private_pem.encode(), hostname.encode(),
                         include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
     date = format_datetime(datetime.fromtimestamp(now, timezone.utc))
-    trace = (f"Received: from {helo or 'unknown'} ([{peer or 'unknown'}])\r\n\tby {hostname} (Atmosphere Mail)"
+    helo, peer = header_section.trace_text(helo or "unknown"), header_section.trace_text(peer or "unknown")
+    trace = (f"Received: from {helo} ([{peer}])\r\n\tby {hostname} (Atmosphere Mail)"
              f" with ESMTP id {queue_id}\r\n\tfor <{to}>; {date}\r\n").encode()
     prepared = trace + f"X-Atmos-Forwarded: {reason}\r\n".encode() + b"".join(arc) + sealed_input
     signer = MessageSigner(prepared)

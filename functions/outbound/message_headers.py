@@ -2,8 +2,10 @@
 
 The relay owns attribution: any X-Atmos-Member-Did or Feedback-ID the
 client sent is dropped and ours put at the top, a missing Message-ID or
-Date is added, Bcc and Return-Path are removed, and line endings become
-CRLF so the bytes signed are the bytes delivered.
+Date is added, Bcc and Return-Path are removed. The header section is read
+strictly (header_section.read: what the From: check read is what is signed
+and delivered) and the body's line ends become CRLF, so the bytes signed are
+the bytes delivered and no bare CR or LF reaches a receiver.
 """
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-OWNED = (b"x-atmos-member-did", b"feedback-id")
-DROPPED = OWNED + (b"bcc", b"return-path")
-_LINE_END = re.compile(rb"\r?\n")
-_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+from functions.outbound import header_section
+
+OWNED = ("x-atmos-member-did", "feedback-id")
+DROPPED = OWNED + ("bcc", "return-path")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,11 @@ class Prepared:
 
 
 def split(message: bytes) -> tuple[list[bytes], bytes]:
-    """Header fields (each with its folded continuation lines, CRLF-terminated) and the body."""
+    """Header fields (each with its folded continuation lines, CRLF-terminated) and the body, read leniently.
+
+    For mail that arrived from elsewhere and is passed on (the reply forwarder), where refusing is not ours to do;
+    every line end becomes CRLF. A member's submission is read by header_section.read instead.
+    """
     message = _LINE_END.sub(b"\r\n", message)
     head, sep, body = message.partition(b"\r\n\r\n")
     if not sep:
@@ -41,38 +48,30 @@ def split(message: bytes) -> tuple[list[bytes], bytes]:
     return fields, body
 
 
-def field_name(field: bytes) -> bytes:
-    match = _HEADER_NAME.match(field)
-    return match.group(1).lower() if match else b""
-
-
-def field_value(field: bytes) -> str:
-    return field.split(b":", 1)[1].strip().decode("utf-8", "replace")
-
-
 def feedback_id(did: str, domain: str) -> str:
     return f"transactional:{did}:{domain}:atmosphere-mail"
 
 
 def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"") -> Prepared:
-    fields, body = split(message)
-    kept = [f for f in fields if field_name(f) not in DROPPED and field_name(f)]
-    names = {field_name(f) for f in kept}
+    """The message as it is signed: MalformedHeaderSection if its header section is not strictly readable."""
+    header_section.refuse_nul(message)
+    section = header_section.read(message)
+    kept = [f for f in section.fields if f.key not in DROPPED]
+    names = {f.key for f in kept}
     added = ["X-Atmos-Member-Did", "Feedback-ID"]
     top = [f"X-Atmos-Member-Did: {did}\r\n".encode(), f"Feedback-ID: {feedback_id(did, domain)}\r\n".encode()]
     bottom: list[bytes] = []
-    message_id = ""
-    for f in kept:
-        if field_name(f) == b"message-id":
-            message_id = field_value(f)
-            break
+    given = section.first("Message-ID")
+    message_id = given.value if given is not None else ""
     if not message_id:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
         message_id = f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
         bottom.append(f"Message-ID: {message_id}\r\n".encode())
         added.append("Message-ID")
-    if b"date" not in names:
+        kept = [f for f in kept if f.key != "message-id"]
+    if "date" not in names:
         bottom.append(f"Date: {format_datetime(datetime.fromtimestamp(now, timezone.utc))}\r\n".encode())
         added.append("Date")
-    out = trace + b"".join(top + kept + bottom) + b"\r\n" + body
+    body = header_section.crlf_body(section.body)
+    out = trace + b"".join([*top, *(f.raw for f in kept), *bottom]) + b"\r\n" + body
     return Prepared(out, message_id, tuple(added))

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from functions.members.identifiers import InvalidIdentifier, normalize_did
 from functions.web import http_api
+from runtime.auth_throttle import address_key
 from runtime.context import LambdaContext
 
 COOKIE = "atmos_admin"
@@ -77,14 +78,18 @@ def admin_token_ok(context: LambdaContext, client: str, candidate: str) -> bool:
     it is cut short only to answer within the function's timeout.
     """
     throttle = context.auth_throttle()
-    delay = throttle.delay(client)
-    if delay:
-        context.logger.warning("admin.auth_throttled", client=client, delay=delay)
-        time.sleep(min(delay, max(0.0, context.get_remaining_time_in_millis() / 1000 - 1)))
+    key = address_key(client)
+    attempt = throttle.begin(key)
+    if attempt.refused:
+        context.logger.warning("admin.auth_throttled", client=client, delay=round(attempt.wait, 3), refused=True)
+        return False
+    if attempt.wait:
+        context.logger.warning("admin.auth_throttled", client=client, delay=round(attempt.wait, 3))
+        time.sleep(min(attempt.wait, max(0.0, context.get_remaining_time_in_millis() / 1000 - 1)))
     if token_matches(candidate, context.settings.adminToken):
-        throttle.succeeded(client)
+        throttle.succeeded(attempt, reset=key)
         return True
-    failures = throttle.failed(client)
+    failures = throttle.failed(attempt)
     context.logger.warning("admin.auth", result="failed", client=client, failures=failures)
     return False
 

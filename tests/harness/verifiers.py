@@ -36,5 +36,10 @@ def mailauth_arc(message: bytes, dns_port: int) -> dict | None:
     return next((r for r in _mailauth(message, dns_port) if "arc" in r), None)
 
 
+def mailauth_from(message: bytes, dns_port: int) -> list[str]:
+    """The From: addresses mailauth reads, the ones its DMARC check aligns on."""
+    return next(r["headerFrom"] for r in _mailauth(message, dns_port) if "headerFrom" in r)
+
+
 def by_key(results: list[dict]) -> dict[tuple[str, str], str]:
     return {(r["domain"], r["selector"]): r["result"] for r in results}

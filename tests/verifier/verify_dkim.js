@@ -20,6 +20,7 @@ async function main() {
       result: r.status.result, detail: r.status.comment || '',
     }));
   }
+  console.log(JSON.stringify({ headerFrom: result.headerFrom || [] }));
   if (result.arc && result.arc.chain && result.arc.chain.length) {
     const sealed = await arc(result.arc, { resolver });
     console.log(JSON.stringify({ arc: sealed.status.result, i: sealed.i || null, detail: sealed.status.comment || '' }));
