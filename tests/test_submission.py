@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from functions.submit import distinct_recipients
 from harness.smtp import insecure, message, session, smtps, submission
 from harness.swaks import swaks
 
@@ -277,3 +278,45 @@ def test_sessions_keep_working_under_bad_tls(relay):
     s = smtps(relay)
     assert s.noop()[0] == 250
     s.quit()
+
+
+def test_one_mailbox_is_one_recipient():
+    assert distinct_recipients(["a@Example.ORG", "b@example.org", "a@example.org", "a@EXAMPLE.org"]) == [
+        "a@Example.ORG", "b@example.org"]
+    # The local part is the mailbox host's to interpret: A@ and a@ may be two mailboxes.
+    assert distinct_recipients(["A@example.org", "a@example.org"]) == ["A@example.org", "a@example.org"]
+    assert distinct_recipients(['"x@y"@example.org', '"x@y"@EXAMPLE.org']) == ['"x@y"@example.org']
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_a_repeated_recipient_is_accepted_and_spooled_once(relay, member, listener):
+    """To: and Cc: naming one person make a client send RCPT twice; the second is not a second delivery."""
+    s = session(relay, listener)
+    s.login(DOMAIN, member["apiKey"])
+    s.mail(f"app@{DOMAIN}")
+    for rcpt in ("someone@recipient.test", "someone@RECIPIENT.test", "other@recipient.test",
+                 "someone@recipient.test"):
+        assert s.rcpt(rcpt) == (250, b"2.1.5 Recipient OK")
+    code, text = s.data(message(f"app@{DOMAIN}", "someone@recipient.test", extra="Cc: someone@recipient.test\r\n"))
+    assert code == 250 and text.startswith(b"2.0.0 Ok: queued as "), text
+    s.quit()
+    queued = text.decode().rsplit(" ", 1)[1]
+    rows = sqlite3.connect(relay.state / "relay.sqlite").execute(
+        "SELECT recipient FROM spool_recipients WHERE queue_id = ? ORDER BY recipient", (queued,)).fetchall()
+    assert rows == [("other@recipient.test",), ("someone@recipient.test",)]
+    sent = sqlite3.connect(relay.state / "relay.sqlite").execute(
+        "SELECT recipients, recipient_count FROM sent_messages WHERE queue_id = ?", (queued,)).fetchone()
+    assert (json.loads(sent[0]), sent[1]) == (["someone@recipient.test", "other@recipient.test"], 2)
+
+
+def test_sign_is_invoked_with_base64_from_json(relay, member):
+    """`atmos-relay invoke` (and the invoke API) carry message bytes as base64 in and out."""
+    raw = message(f"app@{DOMAIN}", "someone@recipient.test", subject="invoked")
+    payload = {"did": DID, "domain": DOMAIN, "message": base64.b64encode(raw).decode()}
+    result = relay.cli_json("invoke", "sign", "--payload", json.dumps(payload))
+    signed = base64.b64decode(result["message"], validate=True)
+    assert signed.endswith(raw.split(b"\r\n\r\n", 1)[1])
+    assert signed.count(b"DKIM-Signature: ") == 4
+    assert [s["d"] for s in result["signatures"]] == [DOMAIN, DOMAIN, "atmos.test", "atmos.test"]
+    refused = relay.cli("invoke", "sign", "--payload", json.dumps({**payload, "message": 12}), check=False)
+    assert refused.returncode != 0 and "bytes expected" in refused.stderr
