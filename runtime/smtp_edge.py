@@ -64,8 +64,26 @@ class RelaySMTP(SMTP):
         self.deployment = deployment
         self.session_id = uuid.uuid4().hex[:16]
         self._in_ehlo = False
+        self._closed_logged = False
         self.offers_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
         super().__init__(edge.handler, **kwargs)
+
+    def _log_disconnected(self) -> None:
+        """`smtp.disconnected` once per session; `open_transaction` says a MAIL was cut off before its 250."""
+        if not self._closed_logged and self.session is not None:
+            self._closed_logged = True
+            self.edge.log.info("smtp.disconnected", listener=self.listener.name, session=self.session_id,
+                               peer=self._peer_ip, open_transaction=self.envelope is not None
+                               and self.envelope.mail_from is not None)
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd ends the session here (a TLS connection may only be torn down later).
+        self._log_disconnected()
+        return super().eof_received()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._log_disconnected()
+        super().connection_lost(error)
 
     @property
     def encrypted(self) -> bool:

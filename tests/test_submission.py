@@ -10,7 +10,6 @@ import json
 import smtplib
 import socket
 import sqlite3
-import time
 
 import pytest
 
@@ -131,10 +130,8 @@ def test_from_domain_must_be_the_members(relay, member, listener):
 
 def test_auth_login_is_refused_at_once(relay, member):
     s = submission(relay)
-    started = time.monotonic()
-    code, text = s.docmd("AUTH", "LOGIN")
+    code, text = s.docmd("AUTH", "LOGIN")  # refused outright: no 334 challenge first
     assert code == 504 and b"use AUTH PLAIN" in text
-    assert time.monotonic() - started < 5
     s.quit()
     relay.wait_for("smtp.auth", result="unsupported_mechanism", mechanism="LOGIN")
 
@@ -233,8 +230,9 @@ def test_aborted_data_keeps_nothing(relay, member):
     assert cmd(b"DATA").startswith(b"354")
     f.write(f"From: app@{DOMAIN}\r\nSubject: cut off\r\n\r\npartial body".encode())
     f.flush()
+    f.close()  # the socket only really closes once its file is closed too
     tls.close()
-    time.sleep(0.5)
+    relay.wait_for("smtp.disconnected", listener="smtps", open_transaction=True)
     queue = relay.cli_json("queue")
     assert queue["summary"] == {} and queue["spool"]["messages"] == 0
 
