@@ -9,7 +9,6 @@ for a member with a forward address are forwarded to it. With
 """
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import json
@@ -18,7 +17,7 @@ from functions.inbound import addresses, forwarder
 from functions.inbound.bounce_reasons import Classification
 from functions.inbound.classifier import Verdict, classify
 from functions.reputation import feedback
-from runtime import replies
+from runtime import payload, replies
 from runtime.context import LambdaContext
 
 
@@ -27,7 +26,7 @@ def _subject(message: email.message.Message) -> str:
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
-    raw = base64.b64decode(event.get("content") or event.get("message") or "")
+    raw = payload.as_bytes(event.get("content") or event.get("message"))
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     envelope = event.get("envelope") or {}
     settings = context.settings

@@ -6,7 +6,6 @@ the `sign` function signs it, and the spool holds it durably before the 250.
 """
 from __future__ import annotations
 
-import base64
 import json
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -16,10 +15,10 @@ from functions.members.identifiers import address_domain
 from functions.members.registry import domains_of
 from functions.outbound import from_field, header_section
 from functions.reputation import events, limits
-from runtime import replies
+from runtime import payload, replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
-from runtime.spool import new_queue_id
+from runtime.spool import Placing, new_queue_id
 
 
 class SubmissionRefused(RelayError):
@@ -58,7 +57,8 @@ def on_rcpt(event: dict, context: LambdaContext) -> dict:
     if entry is not None:
         raise _reject(context, did, "suppressed", replies.RECIPIENT_SUPPRESSED.format(
             recipient=recipient, reason=entry["reason"]), recipient=recipient)
-    verdict = limits.check(context.store.connection(), context, did, 1 + len(event.get("accepted") or []))
+    counted = distinct_recipients([*(str(a) for a in event.get("accepted") or []), recipient])
+    verdict = limits.check(context.store.connection(), context, did, len(counted))
     if verdict is not None:
         raise _reject(context, did, "rate_limited", replies.RATE_LIMITED.format(detail=verdict.text),
                       detail=verdict.text, recipient=recipient)
@@ -74,7 +74,7 @@ def from_domains(content: bytes) -> list[str]:
     return [mailbox.domain for mailbox in from_field.mailboxes(header_section.read(content))]
 
 
-def _checked_from_domain(context: LambdaContext, did: str, content: bytes) -> str:
+def sending_domain(context: LambdaContext, did: str, content: bytes) -> str:
     """The first From: domain, once every From: domain is one of the member's; else the refusal, recorded."""
     try:
         found = from_domains(content)
@@ -98,58 +98,77 @@ def received_header(session: dict, hostname: str, queue_id: str, recipients: lis
             f"{for_clause};\r\n\t{date}\r\n").encode("utf-8", "replace")
 
 
-def on_data(event: dict, context: LambdaContext) -> dict:
-    principal = _principal(event)
-    did = principal["did"]
-    envelope = event.get("envelope") or {}
-    recipients = list(envelope.get("rcpt_tos") or [])
-    content = base64.b64decode(event.get("content") or "")
-    conn = context.store.connection()
-    member = conn.execute("SELECT status FROM members WHERE did = ?", (did,)).fetchone()
+def distinct_recipients(addresses: list[str]) -> list[str]:
+    """Each mailbox once, as first given: a client repeats RCPT for a To: and Cc: naming the same person.
+
+    The local part is compared as written (RFC 5321 2.4 leaves its case to the mailbox's host), the
+    domain case-insensitively.
+    """
+    seen: set[str] = set()
+    distinct = []
+    for address in addresses:
+        local, at, domain = address.rpartition("@")
+        key = f"{local}{at}{domain.lower()}" if at else address
+        if key not in seen:
+            seen.add(key)
+            distinct.append(address)
+    return distinct
+
+
+def _require_active(context: LambdaContext, did: str) -> None:
+    member = context.store.connection().execute("SELECT status FROM members WHERE did = ?", (did,)).fetchone()
     if member is None or member["status"] != "active":
         status = member["status"] if member else "unknown"
         raise _reject(context, did, status, replies.SESSION_SUSPENDED if status == "suspended"
                       else replies.AUTH_PENDING)
-    member_domain = _checked_from_domain(context, did, content)
 
+
+def on_data(event: dict, context: LambdaContext) -> dict:
+    did = _principal(event)["did"]
+    envelope = event.get("envelope") or {}
+    recipients = distinct_recipients([str(r) for r in envelope.get("rcpt_tos") or []])
+    content = payload.as_bytes(event.get("content"))
+    _require_active(context, did)
+    member_domain = sending_domain(context, did, content)
     queue_id = new_queue_id()
     now = context.clock.now()
-    trace = received_header(event.get("session") or {}, context.settings.hostname, queue_id, recipients, now)
+    session = event.get("session") or {}
+    trace = received_header(session, context.settings.hostname, queue_id, recipients, now)
     signed = context.invoke("sign", {"did": did, "domain": member_domain, "queue_id": queue_id,
-                                     "message": base64.b64encode(content).decode("ascii"),
-                                     "trace": base64.b64encode(trace).decode("ascii")})
-    message = base64.b64decode(signed["message"])
+                                     "message": content, "trace": trace})
+    message = signed["message"]
     spool_envelope = {
         "did": did, "member_domain": member_domain, "message_id": signed["message_id"],
         "mail_from": envelope.get("mail_from") or "", "rcpt_tos": recipients, "received_at": now,
-        "session": (event.get("session") or {}).get("id", ""),
+        "session": session.get("id", ""),
     }
-    context.spool.put(spool_envelope, message, queue_id)
+    with context.spool.placing(spool_envelope, message, queue_id) as placing:
+        _accept(context, placing, spool_envelope, len(message))
+    return {"reply": replies.QUEUED.format(queue_id=queue_id).as_dict(), "queue_id": queue_id,
+            "message_id": signed["message_id"]}
+
+
+def _accept(context: LambdaContext, placing: Placing, envelope: dict, size: int) -> None:
+    """Within the limits, make the message deliverable and record it, its count and its event: all or nothing."""
+    did, member_domain, recipients = envelope["did"], envelope["member_domain"], envelope["rcpt_tos"]
+    queue_id, message_id, now = placing.queue_id, envelope["message_id"], envelope["received_at"]
 
     def accept(tx) -> None:
         verdict = limits.check(tx, context, did, len(recipients))
         if verdict is not None:
             raise SubmissionRefused(replies.RATE_LIMITED.format(detail=verdict.text), detail=verdict.text)
-        context.spool.register(tx, queue_id, [(r, address_domain(r)) for r in recipients], now)
+        placing.register(tx, [(r, address_domain(r)) for r in recipients], now)
         tx.execute(
             "INSERT INTO sent_messages (queue_id, message_id, did, member_domain, recipients, recipient_count,"
             " size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (queue_id, signed["message_id"], did, member_domain, json.dumps(recipients), len(recipients),
-             len(message), now))
+            (queue_id, message_id, did, member_domain, json.dumps(recipients), len(recipients), size, now))
         limits.record(tx, did, len(recipients), now)
         events.emit(tx, context, "relay_attempt", {
-            "sender_did": did, "message_id": signed["message_id"], "queue_id": queue_id,
-            "recipients": recipients, "member_domain": member_domain, "size": len(message)}, when=now)
+            "sender_did": did, "message_id": message_id, "queue_id": queue_id,
+            "recipients": recipients, "member_domain": member_domain, "size": size}, when=now)
 
     try:
         # Group commit: sessions submitting at the same time share one transaction and one fsync.
         context.store.group(accept)
     except SubmissionRefused as exc:
-        context.spool.discard(queue_id)
         raise _reject(context, did, "rate_limited", exc.reply, detail=exc.detail, recipients=recipients) from None
-    except BaseException:
-        context.spool.discard(queue_id)
-        raise
-    context.spool.committed(queue_id)
-    return {"reply": replies.QUEUED.format(queue_id=queue_id).as_dict(), "queue_id": queue_id,
-            "message_id": signed["message_id"]}

@@ -26,6 +26,7 @@ from runtime.manifest import (
     StreamTrigger,
     load_manifest,
 )
+from runtime.payload import to_json
 from runtime.settings import SettingsError, load_settings
 
 
@@ -43,7 +44,7 @@ def _platform(args: argparse.Namespace, *, announce_token: bool = False, quiet: 
 
 
 def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False, default=str))
+    print(to_json(value, indent=2))
 
 
 def _invoke(platform: Platform, name: str, event: dict) -> Any:
@@ -209,14 +210,12 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent)."""
-    import base64
-
     platform = _platform(args)
     for name in args.files:
         with open(name, "rb") as f:
             raw = f.read()
         result = _invoke(platform, "classify-inbound", {
-            "trigger": "classify", "dry_run": True, "message": base64.b64encode(raw).decode("ascii")})
+            "trigger": "classify", "dry_run": True, "message": raw})
         print(json.dumps({"file": name, "classification": result.get("classification"),
                           "member_did": result.get("member_did"), "recipients": result.get("recipients", [])}),
               flush=True)

@@ -3,7 +3,10 @@
 The attributes Lambda code expects are all here (function_name,
 function_version, aws_request_id, get_remaining_time_in_millis, ...). The
 services (settings, store, bus, spool, clock, resolver) are how a stateless
-handler reaches state: nothing is kept in module globals.
+handler reaches state. What modules do keep is derived and disposable,
+never state: parsed keys and files (FileCache, re-read when the file
+changes), idle delivery connections, MX answers within their TTL; a
+deploy reloads `functions` and starts those empty.
 """
 from __future__ import annotations
 

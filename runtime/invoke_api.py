@@ -20,6 +20,7 @@ from flask import Flask, Response, request
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
+from runtime.payload import to_json
 from runtime.replay_guard import GuardFull, SeenSignatures
 from runtime.settings import Settings
 from runtime.sigv4 import SignatureError, SignedRequest, raw_path_of, verify
@@ -221,8 +222,8 @@ class InvokeApi:
             return _function_error(payload, headers)
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             headers["X-Amz-Log-Result"] = base64.b64encode(b"").decode()
-        # default=str as `atmos-relay invoke` prints: a timestamp or Path in a result is not an error.
-        return Response(json.dumps(result, default=str), status=200, mimetype="application/json", headers=headers)
+        # Bytes in a result (a signed message) go out as base64, as `atmos-relay invoke` prints them.
+        return Response(to_json(result), status=200, mimetype="application/json", headers=headers)
 
 
 def _function_error(payload: dict, headers: dict) -> Response:

@@ -40,11 +40,6 @@ _ENHANCED_DEFAULT = {221: b"2.0.0", 250: b"2.0.0", 251: b"2.1.5", 252: b"2.5.0",
                      452: b"4.3.1", 454: b"4.7.0", 500: b"5.5.2", 501: b"5.5.4", 502: b"5.5.1",
                      503: b"5.5.1", 504: b"5.5.4", 530: b"5.7.0", 550: b"5.0.0", 552: b"5.3.4",
                      553: b"5.1.3", 554: b"5.3.0", 555: b"5.5.4"}
-# The `<local@domain>` paths nearly every client sends, in the subset of RFC 5321 syntax where
-# aiosmtpd's parser (email's header grammar, ~30 us a call) gives exactly the address and the rest.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})*)>[ \t]*(.*)\Z", re.S)
 _REWRITES = {
     b"552 Error: Too much mail data": str(replies.MESSAGE_TOO_BIG).encode(),
     b"552 Error: message size exceeds fixed maximum message size": str(replies.MESSAGE_TOO_BIG).encode(),
@@ -69,20 +64,31 @@ class RelaySMTP(SMTP):
         self.deployment = deployment
         self.session_id = uuid.uuid4().hex[:16]
         self._in_ehlo = False
+        self._closed_logged = False
         self.offers_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
         super().__init__(edge.handler, **kwargs)
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's address parser, with a shortcut for plain paths (same results, see _PLAIN_PATH)."""
-        match = _PLAIN_PATH.match(arg) if arg else None
-        if match is None or match.group(3).startswith("(") or (
-                self.local_part_limit and len(match.group(1)) > self.local_part_limit):
-            return super()._getaddr(arg)
-        return f"{match.group(1)}@{match.group(2)}", match.group(3)
+    def _log_disconnected(self) -> None:
+        """`smtp.disconnected` once per session; `open_transaction` says a MAIL was cut off before its 250."""
+        if not self._closed_logged and self.session is not None:
+            self._closed_logged = True
+            self.edge.log.info("smtp.disconnected", listener=self.listener.name, session=self.session_id,
+                               peer=self._peer_ip, open_transaction=self.envelope is not None
+                               and self.envelope.mail_from is not None)
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd ends the session here (a TLS connection may only be torn down later).
+        self._log_disconnected()
+        return super().eof_received()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._log_disconnected()
+        super().connection_lost(error)
 
     @property
     def encrypted(self) -> bool:
-        return self.listener.implicit_tls or self._tls_protocol is not None
+        # aiosmtpd fills session.ssl once STARTTLS has completed.
+        return self.listener.implicit_tls or (self.session is not None and self.session.ssl is not None)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, Reply):
@@ -169,15 +175,9 @@ class RelaySMTP(SMTP):
                 await self._auth_refused("throttled", replies.AUTH_THROTTLED.format(peer=peer), username=username)
                 return
             await asyncio.sleep(attempt.wait)
-        event = {
-            "trigger": "smtp", "hook": "auth", "session": self.session_event(),
-            "mechanism": "PLAIN", "username": username, "password": password,
-        }
-        spec = self.deployment.manifest.smtp_binding(self.listener.name, "auth")
-        assert spec is not None
         fields = {"listener": self.listener.name, "peer": peer, "username": username, "mechanism": "PLAIN"}
         try:
-            result = await self.edge.runtime.invoke_async(spec.name, event, deployment=self.deployment)
+            result = await self.call_hook("auth", {"mechanism": "PLAIN", "username": username, "password": password})
         except RelayError as exc:
             counted = exc.reply == replies.AUTH_INVALID
             reason = {replies.AUTH_PENDING: "pending", replies.AUTH_SUSPENDED: "suspended"}.get(exc.reply)
@@ -191,18 +191,31 @@ class RelaySMTP(SMTP):
                                failures=failures, reply=str(exc.reply))
             await self.push(exc.reply)
             return
-        except Exception as exc:
-            throttle.abandon(attempt)
-            self.edge.log.error("function.error", function=spec.name, error=repr(exc), hook="auth")
-            self.edge.log.info("smtp.auth", **fields, result="error")
-            await self.push(replies.TEMPORARY_FAILURE)
-            return
         throttle.succeeded(attempt, username_key(username))
-        principal = (result or {}).get("principal") or {}
+        principal = result.get("principal") or {}
         self.session.authenticated = True
         self.session.auth_data = principal
         self.edge.log.info("smtp.auth", **fields, result="ok", did=principal.get("did"))
         await self.push(replies.AUTH_OK)
+
+    async def call_hook(self, hook: str, body: dict) -> dict:
+        """The result of the function bound to `hook`; any failure is a RelayError carrying the reply to send."""
+        spec = self.deployment.manifest.smtp_binding(self.listener.name, hook)
+        if spec is None:
+            raise RelayError(replies.TEMPORARY_FAILURE, detail=f"no function bound to {hook}")
+        event = {"trigger": "smtp", "hook": hook, "session": self.session_event(), **body}
+        try:
+            result = await self.edge.runtime.invoke_async(spec.name, event, deployment=self.deployment)
+        except FunctionTimeout:
+            self.edge.log.error("smtp.function_timeout", function=spec.name, hook=hook, session=self.session_id)
+            raise
+        except RelayError:
+            raise
+        except Exception as exc:
+            self.edge.log.error("function.error", function=spec.name, hook=hook, error=repr(exc),
+                                session=self.session_id)
+            raise RelayError(replies.TEMPORARY_FAILURE, detail=repr(exc)) from exc
+        return result if isinstance(result, dict) else {}
 
     def session_event(self) -> dict:
         assert self.session is not None
@@ -266,29 +279,22 @@ class EdgeHandler:
         result = await self._call(server, "data", {
             "envelope": {"mail_from": envelope.mail_from, "mail_options": envelope.mail_options,
                          "rcpt_tos": list(envelope.rcpt_tos)},
-            "content": base64.b64encode(content).decode("ascii"),
+            "content": content,
             "size": len(content),
         }, replies.ACCEPTED, unbound=replies.TEMPORARY_FAILURE)
         return str(result)
 
-    async def _call(self, server: RelaySMTP, hook: str, body: dict, default: Reply,
+    @staticmethod
+    async def _call(server: RelaySMTP, hook: str, body: dict, default: Reply,
                     unbound: Reply | None = None) -> Reply:
-        spec = server.deployment.manifest.smtp_binding(server.listener.name, hook)
-        if spec is None:
+        """The reply the bound function chose (`default` when it names none), or the one its refusal carries."""
+        if server.deployment.manifest.smtp_binding(server.listener.name, hook) is None:
             return unbound or default
-        event = {"trigger": "smtp", "hook": hook, "session": server.session_event(), **body}
         try:
-            result = await self.edge.runtime.invoke_async(spec.name, event, deployment=server.deployment)
+            result = await server.call_hook(hook, body)
         except RelayError as exc:
-            if isinstance(exc, FunctionTimeout):
-                self.edge.log.error("smtp.function_timeout", function=spec.name, hook=hook,
-                                    session=server.session_id)
             return exc.reply
-        except Exception as exc:
-            self.edge.log.error("function.error", function=spec.name, hook=hook, error=repr(exc),
-                                session=server.session_id)
-            return replies.TEMPORARY_FAILURE
-        reply = (result or {}).get("reply") if isinstance(result, dict) else None
+        reply = result.get("reply")
         return Reply.from_dict(reply) if reply else default
 
 

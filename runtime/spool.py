@@ -2,13 +2,13 @@
 
 A message is one record in a segment file under `<stateDir>/queue/segments/`
 (see spool_segments): a JSON envelope on the first line, the message bytes
-after it. `put` appends it and fdatasyncs; `register` then adds a row for
-the message and one per recipient inside the caller's transaction, and
-`committed` follows that commit; the SMTP 250 comes after it. So a record
-without rows was never acknowledged (its bytes are reclaimed with their
-segment), and a message with rows is always on disk: its segment is held
-by the writer until the commit and afterwards kept for as long as a row
-points into it. Leases keep two deliveries of one recipient from
+after it. `placing` appends it and fdatasyncs; inside that block the
+caller's transaction `register`s a row for the message and one per
+recipient; the SMTP 250 comes after the block. So a record without rows
+was never acknowledged (its bytes are reclaimed with their segment), and a
+message with rows is always on disk: its segment is held by the writer
+until the block ends and afterwards kept for as long as a row points into
+it. Leases keep two deliveries of one recipient from
 overlapping; a lease left by a crash simply runs out.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ import json
 import secrets
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from runtime.clock import Clock
 from runtime.jsonlog import JsonLog
@@ -40,6 +41,26 @@ class SpoolError(Exception):
     pass
 
 
+class Placing:
+    """A message on disk that is not deliverable yet (see `Spool.placing`)."""
+
+    def __init__(self, queue_id: str, place: Placement) -> None:
+        self.queue_id = queue_id
+        self.place = place
+        self.registered = False
+
+    def register(self, conn: sqlite3.Connection, recipients: Iterable[tuple[str, str]], now: float,
+                 not_before: float | None = None) -> None:
+        """Rows for the message and each (recipient, route), in the caller's transaction."""
+        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)", (self.queue_id, *self.place, now))
+        conn.executemany(
+            "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
+            [(self.queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
+        self.registered = True
+
+
 def new_queue_id() -> str:
     """Time-ordered and unique: 11 hex digits of milliseconds, 8 random."""
     return f"{int(time.time() * 1000):011X}{secrets.token_hex(4).upper()}"
@@ -54,41 +75,29 @@ class Spool:
         self.segments = SegmentFiles(self.root)
         self._wakeups: list = []
 
-    def put(self, envelope: dict, message: bytes, queue_id: str | None = None) -> str:
-        """Write the message durably; nothing is acknowledged until `register` commits and `committed`."""
+    @contextmanager
+    def placing(self, envelope: dict, message: bytes, queue_id: str | None = None) -> Iterator[Placing]:
+        """Write the message durably, then let the caller `register` it inside its own transaction.
+
+        The segment stays held for the whole block, so the bytes cannot be
+        reaped before the caller's commit; leaving the block lets it go, and
+        wakes delivery when the message was registered. A block that raises,
+        or never registers, leaves a record without rows: never acknowledged,
+        reclaimed with its segment.
+        """
         queue_id = queue_id or new_queue_id()
         if not queue_id.isalnum():
             raise SpoolError(f"bad queue id {queue_id!r}")
         header = json.dumps({**envelope, "queue_id": queue_id}, separators=(",", ":")).encode()
         if b"\n" in header:
             raise SpoolError("envelope must serialise to one line")
-        self.segments.append(queue_id, header + b"\n" + message)
-        return queue_id
-
-    def register(self, conn: sqlite3.Connection, queue_id: str, recipients: Iterable[tuple[str, str]],
-                 now: float, not_before: float | None = None) -> None:
-        """Make the spooled message deliverable, inside the caller's transaction; `committed()` after its commit."""
-        self._record_place(conn, queue_id, now)
-        conn.executemany(
-            "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
-            [(queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
-
-    def _record_place(self, conn: sqlite3.Connection, queue_id: str, now: float) -> None:
-        placement = self.segments.placed(queue_id)
-        if placement is None:
-            raise SpoolError(f"{queue_id} was not put by this process")
-        conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)", (queue_id, *placement, now))
-
-    def committed(self, queue_id: str) -> None:
-        """The transaction that registered `queue_id` has committed: let its segment go and wake delivery."""
-        self.segments.release(queue_id)
-        self.wake()
-
-    def discard(self, queue_id: str) -> None:
-        """A put that will never be registered (its transaction failed or was refused)."""
-        self.segments.release(queue_id)
+        placing = Placing(queue_id, self.segments.append(queue_id, header + b"\n" + message))
+        try:
+            yield placing
+        finally:
+            self.segments.release(queue_id)
+        if placing.registered:
+            self.wake()
 
     def load(self, queue_id: str) -> tuple[dict, bytes]:
         row = self.store.query_one(
@@ -223,12 +232,10 @@ class Spool:
                 " (SELECT 1 FROM spool_messages m WHERE m.queue_id = r.queue_id)", (queue_id,))
             if wanted is not None:
                 header, _, message = path.read_bytes().partition(b"\n")
-                self.put(json.loads(header), message, queue_id)
-                try:
+                # The recipients' rows are there already; only the message's place is new.
+                with self.placing(json.loads(header), message, queue_id) as placing:
                     with self.store.transaction() as conn:
-                        self._record_place(conn, queue_id, self.clock.now())
-                finally:
-                    self.segments.release(queue_id)
+                        placing.register(conn, [], self.clock.now())
                 moved += 1
             path.unlink()
         if not any(legacy.iterdir()):

@@ -128,12 +128,6 @@ class SegmentFiles:
             raise
         return placement
 
-    def placed(self, key: str) -> Placement | None:
-        """Where `key`'s record went, while it is held (between `append` and `release`)."""
-        with self._lock:
-            held = self._held.get(key)
-        return held[1] if held else None
-
     def release(self, key: str) -> None:
         """What was placed for `key` is now committed (or abandoned): its segment may close."""
         with self._lock:
@@ -159,9 +153,6 @@ class SegmentFiles:
         if len(data) != placement.length:
             raise FileNotFoundError(f"segment {placement.segment} is shorter than its records")
         return data
-
-    def exists(self, segment: str) -> bool:
-        return (self.directory / f"{segment}{SUFFIX}").exists()
 
     def names(self) -> list[str]:
         return [p.name[:-len(SUFFIX)] for p in self.directory.iterdir() if p.name.endswith(SUFFIX)]

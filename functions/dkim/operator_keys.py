@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from functions.dkim import key_pairs
+from functions.dkim.signer import SigningKey
+from runtime.file_cache import FileCache
 
 FILENAME = "operator-dkim-keys.json"
 
@@ -80,14 +82,33 @@ def rotate(state_dir: str | Path, now: float, overlap_seconds: float) -> dict[st
     return doc
 
 
+@dataclass(frozen=True)
+class KeyFile:
+    current: tuple[OperatorKey, ...]
+    previous: tuple[OperatorKey, ...]
+    previous_until: float
+
+
+def _read(path: str) -> KeyFile:
+    doc = json.loads(Path(path).read_text())
+    previous = doc.get("previous") or {}
+    return KeyFile(tuple(OperatorKey(**k) for k in doc["keys"]),
+                   tuple(OperatorKey(**k) for k in previous.get("keys", [])), float(previous.get("until", 0)))
+
+
+# Every relayed message is signed with these; `rotate` replaces the file, which the cache notices.
+_files: FileCache[KeyFile] = FileCache(_read)
+
+
 def signing_keys(state_dir: str | Path, now: float) -> list[OperatorKey]:
     """Keys to sign with now: the current pair, plus the previous pair inside its overlap."""
-    doc = json.loads(path_for(state_dir).read_text())
-    keys = [OperatorKey(**k) for k in doc["keys"]]
-    previous = doc.get("previous")
-    if previous and previous.get("until", 0) > now:
-        keys += [OperatorKey(**k) for k in previous["keys"]]
-    return keys
+    keys = _files.get(path_for(state_dir))
+    return list(keys.current + keys.previous) if keys.previous and keys.previous_until > now else list(keys.current)
+
+
+def signing_identities(state_dir: str | Path, domain: str, now: float) -> list[SigningKey]:
+    """The pool's signatures for a message now (d=<operatorDomain>)."""
+    return [SigningKey(domain, key.selector, key.private_pem) for key in signing_keys(state_dir, now)]
 
 
 def records(doc: dict[str, Any], domain: str) -> list[dict[str, str]]:

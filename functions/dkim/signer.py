@@ -14,6 +14,7 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,6 +40,15 @@ class Signature:
     selector: str
     algorithm: str
     header: bytes
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One signature to make: d=, s= and the private key."""
+
+    domain: str
+    selector: str
+    private_pem: str
 
 
 @functools.lru_cache(maxsize=512)
@@ -105,3 +115,10 @@ class MessageSigner:
         fields[-1] = (b"b", base64.b64encode(raw))
         value = dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n", namelen=len(b"DKIM-Signature"))
         return Signature(domain, selector, algorithm.decode(), b"DKIM-Signature: " + value)
+
+
+def sign_message(message: bytes, keys: Iterable[SigningKey]) -> tuple[bytes, list[Signature]]:
+    """The message with one DKIM-Signature per key in front, canonicalised and hashed once for all of them."""
+    signer = MessageSigner(message)
+    signatures = [signer.sign(key.domain, key.selector, key.private_pem) for key in keys]
+    return b"".join(s.header for s in signatures) + message, signatures

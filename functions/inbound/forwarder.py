@@ -18,7 +18,7 @@ import dns.exception
 import dns.resolver
 
 from functions.dkim import operator_keys
-from functions.dkim.signer import MessageSigner
+from functions.dkim.signer import sign_message
 from functions.members.identifiers import address_domain
 from functions.outbound import header_section, message_headers
 from runtime.context import LambdaContext
@@ -73,17 +73,10 @@ def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer:
     trace = (f"Received: from {helo} ([{peer}])\r\n\tby {hostname} (Atmosphere Mail)"
              f" with ESMTP id {queue_id}\r\n\tfor <{to}>; {date}\r\n").encode()
     prepared = trace + f"X-Atmos-Forwarded: {reason}\r\n".encode() + b"".join(arc) + sealed_input
-    signer = MessageSigner(prepared)
-    signatures = [signer.sign(operator_domain, key.selector, key.private_pem) for key in keys]
-    message = b"".join(s.header for s in signatures) + prepared
+    message, _ = sign_message(prepared, operator_keys.signing_identities(settings.stateDir, operator_domain, now))
     envelope = {"did": "", "member_domain": "", "message_id": "", "mail_from": "", "rcpt_tos": [to],
                 "received_at": now, "forwarded": reason}
-    context.spool.put(envelope, message, queue_id)
-    try:
+    with context.spool.placing(envelope, message, queue_id) as placing:
         with context.store.transaction() as tx:
-            context.spool.register(tx, queue_id, [(to, address_domain(to))], now)
-    except BaseException:
-        context.spool.discard(queue_id)
-        raise
-    context.spool.committed(queue_id)
+            placing.register(tx, [(to, address_domain(to))], now)
     return queue_id

@@ -15,6 +15,7 @@ cache.
 """
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from functions.outbound.mx_resolver import MxHost
 
 _ENHANCED_PREFIX = ("2.", "4.", "5.")
+_LINE_START_PERIOD = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ def split_reply(code: int, raw: bytes | str) -> tuple[str, str]:
         return first, text[len(first):].strip()
     default = {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(code // 100, "4.0.0")
     return default, text
+
+
+def dot_stuffed(message: bytes) -> bytes:
+    """RFC 5321 4.5.2 transparency: a line that starts with a period gets one more."""
+    return _LINE_START_PERIOD.sub(b"..", message)
 
 
 class DeliverySession:
@@ -96,7 +103,9 @@ class DeliverySession:
             smtp.sock.settimeout(self.command_timeout)
         smtp.ehlo_or_helo_if_needed()
         if use_tls and smtp.has_extn("starttls"):
-            smtp._host = host.name  # SNI and certificate name: the MX name, not the address we dialled
+            # SNI and certificate name: the MX name, not the address we dialled. smtplib has no public way
+            # to say so (pyproject pins the tested Pythons; test_delivery checks the name the MX sees).
+            smtp._host = host.name
             smtp.starttls(context=self._tls_context())
             smtp.ehlo()
             self.tls = True
@@ -142,8 +151,7 @@ class DeliverySession:
         """One transaction: MAIL, RCPT, DATA. Never raises for the destination's answers."""
         if self.reused:
             self.reused = False
-            if not self._alive():
-                self.close()
+            self._alive()
         if self.smtp is None and not self.connect():
             assert self.failure is not None
             return self.failure
@@ -167,7 +175,7 @@ class DeliverySession:
             return self._refused(exc.smtp_code, exc.smtp_error)
         except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPException) as exc:
             mx = self.mx
-            self.close()
+            self.abandon()
             return Outcome(451, "4.4.2", f"connection to {mx} lost: {exc}", mx, False)
 
     @staticmethod
@@ -200,18 +208,24 @@ class DeliverySession:
             smtp.send(b".\r\n")
             smtp.getreply()
             return refused
-        body = smtplib._quote_periods(message)
+        body = dot_stuffed(message)
         if body[-2:] != b"\r\n":
             body += b"\r\n"
         smtp.send(body + b".\r\n")
         return smtp.getreply()
 
     def _alive(self) -> bool:
-        """Whether a connection taken from the cache still answers."""
-        try:
-            return self.smtp is not None and self.smtp.noop()[0] == 250
-        except (OSError, smtplib.SMTPException):
+        """Whether a connection taken from the cache still answers; one that does not is closed."""
+        if self.smtp is None:
             return False
+        try:
+            if self.smtp.noop()[0] == 250:
+                return True
+        except (OSError, smtplib.SMTPException):
+            self.abandon()  # broken: a QUIT would only wait for the timeout
+            return False
+        self.close()
+        return False
 
     def _refused(self, code: int, raw: bytes) -> Outcome:
         status, text = split_reply(code, raw)
@@ -227,14 +241,21 @@ class DeliverySession:
         return outcome
 
     def close(self) -> None:
+        """QUIT, as a client that is done says so; the socket is closed whatever the answer."""
         if self.smtp is not None:
             try:
                 self.smtp.quit()
             except (OSError, smtplib.SMTPException):
-                try:
-                    self.smtp.close()
-                except OSError:
-                    pass
+                pass
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Close the socket without a word (the connection is already broken)."""
+        if self.smtp is not None:
+            try:
+                self.smtp.close()
+            except OSError:
+                pass
             self.smtp = None
 
 
@@ -261,11 +282,14 @@ class ConnectionCache:
         found = None
         with self._lock:
             parked = self._parked.get(key, [])
+            stale = []
             while parked and found is None:
                 since, session = parked.pop()
                 if self._fresh(since, session, now):
                     found = session
-            stale = self._prune(now)
+                else:
+                    stale.append(session)
+            stale += self._prune(now)
         for session in stale:
             session.close()
         if found is not None:

@@ -7,14 +7,16 @@ the relay with a message naming the rule and field.
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from runtime.file_cache import FileCache
 
 OPS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
        "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
@@ -197,9 +199,6 @@ DEFAULT: dict[str, Any] = {
     ],
 }
 
-_cache: dict[tuple, Policy] = {}
-
-
 def parse(raw: dict[str, Any], source: str) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{source}: the top level must be a mapping with 'warming' and/or 'rules'")
@@ -215,27 +214,29 @@ def parse(raw: dict[str, Any], source: str) -> Policy:
     return Policy(warming=data["warming"], rules=tuple(data["rules"]), source=source, raw=merged)
 
 
+def _read(path: str) -> Policy:
+    text = Path(path).read_text()
+    try:
+        raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise PolicyError(f"{path}: cannot parse: {exc}") from exc
+    return parse(raw or {}, path)
+
+
+# Rules run for every event; the operator edits the file while the relay runs.
+_files: FileCache[Policy] = FileCache(_read)
+
+
+@functools.lru_cache(maxsize=1)
+def _built_in() -> Policy:
+    return parse({}, "built-in")
+
+
 def load(path: str) -> Policy:
     """The policy at `path` ('' for the built-in one); re-read only when the file changes."""
     if not path:
-        key: tuple = ("",)
-    else:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise PolicyError(f"rules file not found: {path}") from None
-        key = (path, st.st_mtime_ns, st.st_size)
-    policy = _cache.get(key)
-    if policy is None:
-        if not path:
-            policy = parse({}, "built-in")
-        else:
-            text = Path(path).read_text()
-            try:
-                raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-            except (ValueError, yaml.YAMLError) as exc:
-                raise PolicyError(f"{path}: cannot parse: {exc}") from exc
-            policy = parse(raw or {}, path)
-        _cache.clear()
-        _cache[key] = policy
-    return policy
+        return _built_in()
+    try:
+        return _files.get(path)
+    except FileNotFoundError:
+        raise PolicyError(f"rules file not found: {path}") from None
