@@ -15,7 +15,7 @@ from pathlib import Path
 
 from functions.dkim import key_pairs, operator_keys
 from functions.dkim.signer import MessageSigner, SigningError
-from functions.outbound import message_headers
+from functions.outbound import message_headers, message_token
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -45,14 +45,17 @@ def operator_signing_keys(state_dir: str, now: float) -> list[operator_keys.Oper
 def handler(event: dict, context: LambdaContext) -> dict:
     did, domain = str(event.get("did") or ""), str(event.get("domain") or "").lower()
     message = base64.b64decode(event.get("message") or "")
-    row = context.store.connection().execute(
+    conn = context.store.connection()
+    row = conn.execute(
         "SELECT dkim_selector, dkim_rsa_privkey, dkim_ed_privkey FROM member_domains WHERE domain = ? AND did = ?",
         (domain, did)).fetchone()
     if row is None:
         raise SignRefused(replies.FROM_NOT_ENROLLED.format(domain=domain))
     now = context.clock.now()
     trace = base64.b64decode(event.get("trace") or "")
-    prepared = message_headers.prepare(message, did, domain, now, trace=trace)
+    queue_id = str(event.get("queue_id") or "")
+    own_id = message_token.message_id(message_token.secret(conn), queue_id, domain) if queue_id else ""
+    prepared = message_headers.prepare(message, did, domain, now, trace=trace, own_id=own_id)
     try:
         signer = MessageSigner(prepared.message)
         base = row["dkim_selector"]

@@ -54,7 +54,8 @@ def feedback_id(did: str, domain: str) -> str:
     return f"transactional:{did}:{domain}:atmosphere-mail"
 
 
-def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"") -> Prepared:
+def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"", own_id: str = "") -> Prepared:
+    """`own_id` is the Message-ID given to a message that has none (the relay's marked one, message_token)."""
     fields, body = split(message)
     kept = [f for f in fields if field_name(f) not in DROPPED and field_name(f)]
     names = {field_name(f) for f in kept}
@@ -68,7 +69,7 @@ def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"
             break
     if not message_id:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
-        message_id = f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
+        message_id = own_id or f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
         bottom.append(f"Message-ID: {message_id}\r\n".encode())
         added.append("Message-ID")
     if b"date" not in names:
