@@ -1,0 +1,236 @@
+"""Nobody outside can hurt a member's standing: a complaint or bounce counts only when it is provably about our mail.
+
+Through the real MX port of a running relay: forged reports naming a
+member are recorded and shown to the operator but count for nothing; a
+genuine DSN (built from what the recipient MX really received) counts once
+however often it is replayed; a report counts only for the recipients the
+message went to; a report quoting the relay's signature or Message-ID mark
+counts. Then the pure parts (which recipients count, the mark, the header
+signature check) on their own.
+"""
+from __future__ import annotations
+
+import json
+import re
+import smtplib
+import sqlite3
+
+import dkim
+import pytest
+
+from harness.relay import enroll_published
+from harness.reports import strip_header
+from harness.smtp import message, session
+
+DID = "did:plc:proofproofproofproofproo"
+DOMAIN = "proof.example"
+REPORTER = "arf.mail.yahoo.test"
+
+
+def mx_send(relay, sender: str, recipients: list[str], raw: bytes) -> dict:
+    raw = re.sub(rb"\r?\n", b"\r\n", raw)
+    with smtplib.SMTP("127.0.0.1", relay.ports["mx"], local_hostname="mx.provider.test", timeout=30) as s:
+        return s.sendmail(sender, recipients, raw)
+
+
+def rows(relay) -> list[sqlite3.Row]:
+    """SELECT id, classification, member_did, counted, not_counted_reason, proof, report_dkim, details ..."""
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    db.row_factory = sqlite3.Row
+    found = db.execute("SELECT * FROM inbound_messages ORDER BY id").fetchall()
+    db.close()
+    return found
+
+
+def events_of(relay, name: str) -> list[dict]:
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    values = [json.loads(v)["data"] for (v,) in db.execute("SELECT value FROM outbox WHERE topic = ?"
+                                                           " ORDER BY id", ("osprey.actions_input",))]
+    db.close()
+    return [v["data"] for v in values if v["action_name"] == name]
+
+
+def suppressed(relay) -> list[str]:
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    found = [r for (r,) in db.execute("SELECT recipient FROM suppressions WHERE did = ? ORDER BY recipient", (DID,))]
+    db.close()
+    return found
+
+
+def report(kind: str, returned: bytes, fields: list[str], *, headers_only: bool = False,
+           reporter: str = f"feedback@{REPORTER}") -> bytes:
+    """An ARF report (kind "feedback-report") or a DSN ("delivery-status") quoting `returned`."""
+    boundary = "=_report_boundary"
+    status = "message/feedback-report" if kind == "feedback-report" else "message/delivery-status"
+    if headers_only:
+        quoted = "Content-Type: text/rfc822-headers\r\n\r\n" + returned.split(b"\r\n\r\n", 1)[0].decode() + "\r\n"
+    else:
+        quoted = "Content-Type: message/rfc822\r\n\r\n" + returned.decode()
+    return (f"From: {reporter}\r\nTo: fbl@atmos.test\r\nSubject: report\r\n"
+            f"Date: Tue, 24 Nov 2026 12:00:00 +0000\r\nMessage-ID: <report.{abs(hash(returned))}@{REPORTER}>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type={kind};"
+            f" boundary=\"{boundary}\"\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nA report about a message you sent.\r\n"
+            f"--{boundary}\r\nContent-Type: {status}\r\n\r\n" + "\r\n".join(fields) + "\r\n"
+            f"--{boundary}\r\n{quoted}\r\n--{boundary}--\r\n").encode()
+
+
+def arf_fields(rcpt_tos: list[str], mail_from: str = "") -> list[str]:
+    lines = ["Feedback-Type: abuse", "User-Agent: Yahoo!-Mail-Feedback/2.0", "Version: 1"]
+    lines += [f"Original-Mail-From: <{mail_from}>"] if mail_from else []
+    return lines + [f"Original-Rcpt-To: <{r}>" for r in rcpt_tos]
+
+
+def dsn_fields(recipients: list[str]) -> list[str]:
+    lines = ["Reporting-MTA: dns; mx.recipient.test", ""]
+    for r in recipients:
+        lines += [f"Final-Recipient: rfc822; {r}", "Action: failed", "Status: 5.1.1",
+                  f"Diagnostic-Code: smtp; 550 5.1.1 <{r}>: Recipient address rejected: User unknown", ""]
+    return lines
+
+
+def forged_message(to: str) -> bytes:
+    """What an attacker writes: our header naming the victim, a plausible Message-ID, no signature of ours."""
+    return (f"From: PDS <noreply@{DOMAIN}>\r\nTo: {to}\r\nSubject: Confirm your email\r\n"
+            f"X-Atmos-Member-Did: {DID}\r\nFeedback-ID: transactional:{DID}:{DOMAIN}:atmosphere-mail\r\n"
+            f"Message-ID: <atmos.0190ABCDEF012345678.0123456789abcdef@{DOMAIN}>\r\n\r\nHi\r\n").encode()
+
+
+@pytest.fixture
+def world(mail_relay, dns_server, sink_mx):
+    relay = mail_relay()
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    return relay, member, sink_mx, dns_server
+
+
+def relay_to(relay, member, sink, recipients: list[str], extra: str = "") -> list[tuple[dict, bytes]]:
+    """Submit one message as the member; what the recipient MX received, one delivery per recipient."""
+    before = len(sink.messages())
+    s = session(relay, "submission")
+    s.login(DOMAIN, member["apiKey"])
+    s.sendmail(f"noreply@{DOMAIN}", recipients,
+               message(f"PDS <noreply@{DOMAIN}>", ", ".join(recipients), subject="Confirm your email", extra=extra))
+    s.quit()
+    return sink.wait_for(before + len(recipients))[before:]
+
+
+def test_a_forged_feedback_report_naming_a_member_is_recorded_and_counts_for_nothing(world):
+    relay, _, _, _ = world
+    victims = [f"user{i}@recipient.test" for i in range(1000)]
+    for _ in range(2):
+        mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"],
+                report("feedback-report", forged_message(victims[0]), arf_fields(victims)))
+    lines = relay.wait_for("inbound.received", classification="complaint", count=2)
+    assert all(line["member_did"] is None and line["counted"] == [] for line in lines)
+    assert all(line["claimed_member_did"] == DID for line in lines)
+    for row in rows(relay):
+        assert (row["classification"], row["member_did"], row["counted"], row["proof"]) == ("complaint", None, 0, "")
+        assert row["not_counted_reason"].startswith("unproven")
+        assert json.loads(row["details"])["claimed_member_did"] == DID
+    assert not events_of(relay, "complaint_received")
+    assert suppressed(relay) == []
+    assert relay.cli_json("member", "show", DID)["status"] == "active"
+
+
+def test_a_forged_report_copying_a_real_messages_headers_without_the_signature_counts_for_nothing(world):
+    relay, member, sink, _ = world
+    (meta, delivered), = relay_to(relay, member, sink, ["reader@recipient.test"],
+                                  extra="Message-ID: <chosen-by-the-pds@proof.example>\r\n")
+    copied = strip_header(delivered, "DKIM-Signature")
+    mx_send(relay, f"feedback@{REPORTER}", ["abuse@atmos.test"],
+            report("feedback-report", copied, arf_fields(["reader@recipient.test"]), headers_only=True))
+    line = relay.wait_for("inbound.received", classification="complaint")[0]
+    assert line["member_did"] is None and line["counted"] == [] and line["claimed_member_did"] == DID
+    assert not events_of(relay, "complaint_received") and suppressed(relay) == []
+
+
+def test_a_forged_dsn_to_postmaster_suppresses_nothing(world):
+    relay, _, _, _ = world
+    mx_send(relay, "", ["postmaster@atmos.test"],
+            report("delivery-status", forged_message("ceo@recipient.test"), dsn_fields(["ceo@recipient.test"])))
+    line = relay.wait_for("inbound.received", classification="bounce")[0]
+    assert line["member_did"] is None and line["counted"] == [] and line["not_counted_reason"].startswith("unproven")
+    assert not events_of(relay, "bounce_received") and suppressed(relay) == []
+
+
+def test_a_genuine_dsn_counts_once_however_often_it_is_replayed(world):
+    relay, member, sink, _ = world
+    (meta, delivered), = relay_to(relay, member, sink, ["gone@recipient.test"])
+    dsn = report("delivery-status", delivered, dsn_fields(["gone@recipient.test"]),
+                 reporter="MAILER-DAEMON@mx.recipient.test")
+    for _ in range(3):
+        mx_send(relay, "", [meta["mail_from"]], dsn)
+    lines = relay.wait_for("inbound.received", classification="bounce", count=3)
+    assert [line["counted"] for line in lines] == [["gone@recipient.test"], [], []]
+    assert all(line["member_did"] == DID and line["attributed_by"] == "verp" for line in lines)
+    assert [r["not_counted_reason"] for r in rows(relay)] == ["", "already counted for this message",
+                                                              "already counted for this message"]
+    bounces = events_of(relay, "bounce_received")
+    assert len(bounces) == 1 and bounces[0]["recipient"] == "gone@recipient.test" and bounces[0]["kind"] == "hard"
+    assert suppressed(relay) == ["gone@recipient.test"]
+
+
+def test_a_report_counts_only_for_the_recipients_the_message_went_to(world):
+    relay, member, sink, _ = world
+    deliveries = relay_to(relay, member, sink, ["ann@recipient.test", "bob@recipient.test"])
+    strangers = ["carol@recipient.test", "dave@recipient.test", "eve@recipient.test"]
+    named = ["ann@recipient.test", *strangers, "BOB@recipient.test", "ann@recipient.test"]
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"],
+            report("feedback-report", deliveries[0][1], arf_fields(named)))
+    line = relay.wait_for("inbound.received", classification="complaint")[0]
+    assert line["member_did"] == DID and line["attributed_by"] == "dkim"
+    assert line["counted"] == ["ann@recipient.test", "bob@recipient.test"]
+    decisions = json.loads(rows(relay)[-1]["details"])["decisions"]
+    assert [d["address"] for d in decisions if not d["counted"]] == [*strangers, "ann@recipient.test"]
+    assert sorted(e["recipient"] for e in events_of(relay, "complaint_received")) == [
+        "ann@recipient.test", "bob@recipient.test"]
+    assert suppressed(relay) == ["ann@recipient.test", "bob@recipient.test"]
+
+
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_a_report_quoting_the_relays_signature_counts(world, headers_only):
+    relay, member, sink, _ = world
+    (meta, delivered), = relay_to(relay, member, sink, ["annoyed@recipient.test"],
+                                  extra="Message-ID: <chosen-by-the-pds@proof.example>\r\n")
+    quoted = delivered.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n[body removed by the provider]\r\n"
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"],
+            report("feedback-report", quoted, arf_fields(["annoyed@recipient.test"]), headers_only=headers_only))
+    line = relay.wait_for("inbound.received", classification="complaint")[0]
+    assert line["member_did"] == DID and line["attributed_by"] == "dkim"
+    assert line["counted"] == ["annoyed@recipient.test"]
+    complaint, = events_of(relay, "complaint_received")
+    assert complaint["message_id"] == "<chosen-by-the-pds@proof.example>"
+    assert suppressed(relay) == ["annoyed@recipient.test"]
+
+
+def test_a_re_encoded_quote_counts_by_the_relays_message_id_mark(world):
+    relay, member, sink, _ = world
+    (meta, delivered), = relay_to(relay, member, sink, ["private@recipient.test"])
+    message_id = re.search(rb"(?im)^Message-ID: *(.+?)\r$", delivered).group(1).decode()
+    assert message_id.startswith("<atmos.")
+    redacted = re.sub(rb"private@recipient\.test", b"redacted@recipient.test", delivered)
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"],
+            report("feedback-report", redacted, arf_fields(["redacted@recipient.test"]), headers_only=True))
+    line = relay.wait_for("inbound.received", classification="complaint")[0]
+    assert line["member_did"] == DID and line["attributed_by"] == "token"
+    assert line["counted"] == ["private@recipient.test"]
+    assert events_of(relay, "complaint_received")[0]["message_id"] == message_id
+    assert suppressed(relay) == ["private@recipient.test"]
+
+
+def test_the_reports_own_dkim_result_is_recorded(world):
+    from functions.dkim import key_pairs
+
+    relay, member, sink, dns_server = world
+    key = key_pairs.new_rsa()
+    dns_server.publish([{"name": f"fbl._domainkey.{REPORTER}", "type": "TXT",
+                         "value": f"v=DKIM1; k=rsa; p={key.public_b64}"}])
+    (meta, delivered), = relay_to(relay, member, sink, ["someone@recipient.test"])
+    raw = report("feedback-report", delivered, arf_fields(["someone@recipient.test"]))
+    signed = dkim.sign(raw, b"fbl", REPORTER.encode(), key.private_pem.encode(),
+                       include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"content-type"]) + raw
+    forged = raw.replace(b"From: feedback@", b"Authentication-Results: x; dkim=pass\r\nFrom: feedback@")
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"], signed)
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"], forged)
+    relay.wait_for("inbound.received", classification="complaint", count=2)
+    assert [r["report_dkim"] for r in rows(relay)] == [f"pass d={REPORTER}", "none"]
