@@ -130,6 +130,13 @@ def test_a_forged_feedback_report_naming_a_member_is_recorded_and_counts_for_not
     assert not events_of(relay, "complaint_received")
     assert suppressed(relay) == []
     assert relay.cli_json("member", "show", DID)["status"] == "active"
+    shown = relay.http_json(f"/admin/inbound?counted=0&did={DID}")["inbound"]
+    assert [(m["classification"], m["counted"], m["claimedMemberDid"], m["memberDid"]) for m in shown] == [
+        ("complaint", False, DID, None)] * 2
+    assert shown[0]["notCountedReason"].startswith("unproven") and len(shown[0]["decisions"]) == 1000
+    assert relay.http_json("/admin/inbound?counted=1")["count"] == 0
+    status, page, _ = relay.http("GET", "/admin/inbound", headers={"Accept": "text/html"})
+    assert status == 200 and f"claims {DID}" in page and "no: unproven" in page
 
 
 def test_a_forged_report_copying_a_real_messages_headers_without_the_signature_counts_for_nothing(world):
@@ -234,3 +241,88 @@ def test_the_reports_own_dkim_result_is_recorded(world):
     mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"], forged)
     relay.wait_for("inbound.received", classification="complaint", count=2)
     assert [r["report_dkim"] for r in rows(relay)] == [f"pass d={REPORTER}", "none"]
+
+
+# The pure parts, without a relay.
+
+def _attribution(how: str, sent_to: tuple[str, ...], recipient: str = ""):
+    from functions.inbound.attribution import Attribution
+    return Attribution(DID, how, "<m@proof.example>", recipient, "0190ABCDEF012345678", sent_to)
+
+
+def test_decide_counts_only_the_recipients_the_message_went_to():
+    from functions.inbound.attribution import UNPROVEN, decide
+
+    assert [(d.address, d.counted) for d in decide(None, ["a@x.test", "b@x.test"])] == [
+        ("a@x.test", False), ("b@x.test", False)]
+    assert {d.reason for d in decide(None, ["a@x.test"])} == {UNPROVEN}
+    proven = _attribution("dkim", ("a@x.test", "b@x.test"))
+    decisions = decide(proven, ["A@x.test", "c@x.test", "b@x.test", "a@x.test"])
+    assert [(d.address, d.counted) for d in decisions] == [
+        ("a@x.test", True), ("c@x.test", False), ("b@x.test", True), ("a@x.test", False)]
+    assert decisions[1].reason == "the relay did not send this message to this recipient"
+    assert decide(proven, []) == []
+
+
+def test_decide_takes_the_one_recipient_a_verp_address_or_a_one_recipient_message_names():
+    from functions.inbound.attribution import decide
+
+    verp = _attribution("verp", ("a@x.test", "b@x.test"), recipient="b@x.test")
+    assert [(d.address, d.counted) for d in decide(verp, ["final@alias.test"])] == [("b@x.test", True)]
+    assert [(d.address, d.counted) for d in decide(verp, ["a@x.test", "b@x.test"])] == [
+        ("a@x.test", False), ("b@x.test", True)]
+    single = _attribution("token", ("a@x.test",))
+    assert [(d.address, d.counted) for d in decide(single, ["redacted@x.test"])] == [("a@x.test", True)]
+    assert [(d.address, d.counted) for d in decide(single, [])] == [("a@x.test", True)]
+
+
+def test_the_message_id_mark_is_the_relays_alone():
+    from functions.outbound import message_token
+
+    key, other = b"k" * 32, b"o" * 32
+    marked = message_token.message_id(key, "0190ABCDEF012345678", "proof.example")
+    assert message_token.queue_of(key, f" {marked}\r\n") == "0190ABCDEF012345678"
+    assert message_token.queue_of(key, marked.upper().replace("PROOF.EXAMPLE", "proof.example")) is not None
+    assert message_token.queue_of(other, marked) is None
+    assert message_token.queue_of(key, marked.replace("0190ABCDEF012345678", "0190ABCDEF012345679")) is None
+    assert message_token.queue_of(key, f"<x{marked[1:]}") is None
+    assert message_token.queue_of(key, "") is None
+
+
+def _signed(did: str = DID):
+    from functions.dkim import key_pairs
+    from functions.dkim.signer import MessageSigner
+
+    rsa, ed = key_pairs.new_rsa(), key_pairs.new_ed25519()
+    body = (f"X-Atmos-Member-Did: {did}\r\nFrom: PDS <noreply@{DOMAIN}>\r\nTo: a@x.test\r\nSubject: hi\r\n"
+            f"Message-ID: <m1@{DOMAIN}>\r\nDate: Tue, 24 Nov 2026 12:00:00 +0000\r\n\r\nHello\r\n").encode()
+    signer = MessageSigner(body)
+    raw = signer.sign("atmos.test", "opr", rsa.private_pem).header + signer.sign(
+        "atmos.test", "ope", ed.private_pem).header + body
+    records = {"opr._domainkey.atmos.test": f"v=DKIM1; k=rsa; p={rsa.public_b64}".encode(),
+               "ope._domainkey.atmos.test": f"v=DKIM1; k=ed25519; p={ed.public_b64}".encode()}
+    return raw, records
+
+
+def _quote(raw: bytes):
+    from email import message_from_bytes
+
+    from functions.inbound.relay_proof import Quote
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return Quote(head, message_from_bytes(head + b"\r\n"))
+
+
+def test_the_operator_signature_is_checked_over_the_headers_against_the_relays_own_keys():
+    from functions.inbound.relay_proof import signed_by_relay
+
+    raw, records = _signed()
+    signed = signed_by_relay(_quote(raw), "atmos.test", records)
+    assert signed is not None and (signed.did, signed.message_id) == (DID, f"<m1@{DOMAIN}>")
+    only_ed = {k: v for k, v in records.items() if k.startswith("ope.")}
+    assert signed_by_relay(_quote(raw), "atmos.test", only_ed).selector == "ope"
+    assert signed_by_relay(_quote(raw), "atmos.test", {}) is None
+    assert signed_by_relay(_quote(raw), "other.test", records) is None
+    victim = raw.replace(DID.encode(), b"did:plc:victimvictimvictimvictimv")
+    assert signed_by_relay(_quote(victim), "atmos.test", records) is None
+    added = raw.replace(b"From: PDS", f"X-Atmos-Member-Did: {DID}\r\nFrom: PDS".encode())
+    assert signed_by_relay(_quote(added), "atmos.test", records) is None
