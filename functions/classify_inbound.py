@@ -93,6 +93,8 @@ def _prove(context: LambdaContext, verdict: Verdict, message: email.message.Mess
             return finding
     decisions = attribution.decide(proven, [o.address for o in outcomes], why)
     finding.decisions = [(d, outcomes[i] if i < len(outcomes) else None) for i, d in enumerate(decisions)]
+    if not decisions:
+        finding.nothing_to_count = why if proven is None else "the report names none of the message's recipients"
     return finding
 
 

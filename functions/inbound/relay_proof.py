@@ -32,6 +32,7 @@ _HEADER_QUOTES = ("text/rfc822-headers", "message/rfc822-headers", "message/glob
 _SILENT = logging.getLogger("atmos.relay_proof")
 _SILENT.addHandler(logging.NullHandler())
 _SILENT.propagate = False
+MAX_QUOTES, MAX_SIGNATURES = 8, 8  # a report is attacker input: bounded work however many it carries
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def quotes(report: Message) -> list[Quote]:
             raw = part.get_payload(decode=True) or b""
             head = re.split(rb"\r?\n\r?\n", raw.lstrip(b"\r\n"), maxsplit=1)[0]
             found.append(Quote(re.sub(rb"\r?\n", b"\r\n", head) + b"\r\n", message_from_bytes(head + b"\n\n")))
+        if len(found) >= MAX_QUOTES:
+            break
     return found
 
 
@@ -100,14 +103,14 @@ def signed_by_relay(quote: Quote, operator_domain: str, records: dict[str, bytes
         verifier = dkim.DKIM(quote.raw + b"\r\n", logger=_SILENT)
     except dkim.DKIMException:
         return None
-    signatures = [v for k, v in verifier.headers if k.lower() == b"dkim-signature"]
+    signatures = [v for k, v in verifier.headers if k.lower() == b"dkim-signature"][:MAX_SIGNATURES]
     for index, value in enumerate(signatures):
         tags = _signature_tags(value)
         if tags.get(b"d", b"").decode("ascii", "replace").lower() != operator_domain.lower():
             continue
         try:
             signed = _verify_headers(verifier, index, records)
-        except (dkim.DKIMException, ValueError, KeyError, TypeError):
+        except Exception:  # dkimpy raises many kinds of error on hostile signatures; any of them is "no proof"
             continue
         if signed is not None:
             return Signed(signed.get(b"x-atmos-member-did", ""), signed.get(b"message-id", ""),
