@@ -326,3 +326,22 @@ def test_the_operator_signature_is_checked_over_the_headers_against_the_relays_o
     assert signed_by_relay(_quote(victim), "atmos.test", records) is None
     added = raw.replace(b"From: PDS", f"X-Atmos-Member-Did: {DID}\r\nFrom: PDS".encode())
     assert signed_by_relay(_quote(added), "atmos.test", records) is None
+
+
+def test_quoted_headers_are_found_however_the_report_encodes_them():
+    import base64
+    from email import message_from_bytes
+
+    from functions.inbound.relay_proof import quotes, signed_by_relay
+
+    raw, records = _signed()
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    encoded = base64.encodebytes(head).replace(b"\n", b"\r\n")
+    report = (b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+              b"--b\r\nContent-Type: text/plain\r\n\r\nUndeliverable\r\n"
+              b"--b\r\nContent-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded +
+              b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + raw + b"--b--\r\n")
+    found = quotes(message_from_bytes(report))
+    assert len(found) == 2
+    assert all(signed_by_relay(q, "atmos.test", records).did == DID for q in found)
+    assert [str(q.headers["Message-ID"]) for q in found] == [f"<m1@{DOMAIN}>"] * 2
