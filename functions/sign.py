@@ -42,19 +42,24 @@ def operator_signing_keys(state_dir: str, now: float) -> list[operator_keys.Oper
     return current + previous if previous and until > now else list(current)
 
 
+def _marked_message_id(context: LambdaContext, queue_id: str, domain: str) -> str:
+    """The Message-ID a message without one gets: the relay's mark (message_token), so reports quoting it prove it."""
+    if not queue_id:
+        return ""
+    return message_token.message_id(message_token.secret(context.store.connection()), queue_id, domain)
+
+
 def handler(event: dict, context: LambdaContext) -> dict:
     did, domain = str(event.get("did") or ""), str(event.get("domain") or "").lower()
     message = base64.b64decode(event.get("message") or "")
-    conn = context.store.connection()
-    row = conn.execute(
+    row = context.store.connection().execute(
         "SELECT dkim_selector, dkim_rsa_privkey, dkim_ed_privkey FROM member_domains WHERE domain = ? AND did = ?",
         (domain, did)).fetchone()
     if row is None:
         raise SignRefused(replies.FROM_NOT_ENROLLED.format(domain=domain))
     now = context.clock.now()
     trace = base64.b64decode(event.get("trace") or "")
-    queue_id = str(event.get("queue_id") or "")
-    own_id = message_token.message_id(message_token.secret(conn), queue_id, domain) if queue_id else ""
+    own_id = _marked_message_id(context, str(event.get("queue_id") or ""), domain)
     prepared = message_headers.prepare(message, did, domain, now, trace=trace, own_id=own_id)
     try:
         signer = MessageSigner(prepared.message)
