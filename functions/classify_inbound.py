@@ -84,8 +84,7 @@ def _prove(context: LambdaContext, verdict: Verdict, message: email.message.Mess
     verdict.attribution = proven
     finding = Finding(claimed_did=attribution.claimed_did(quotes) if proven is None else "")
     if verdict.classification == "complaint":
-        outcomes = [(RecipientOutcome(a, o.kind, o.status, o.reason, o.action, o.diagnostic))
-                    for o in verdict.recipients for _, a in getaddresses([o.address]) if a]
+        outcomes = _complainants(verdict)
     else:
         outcomes = [o for o in verdict.recipients if o.action == "failed"]
         if not outcomes:
@@ -94,8 +93,17 @@ def _prove(context: LambdaContext, verdict: Verdict, message: email.message.Mess
     decisions = attribution.decide(proven, [o.address for o in outcomes], why)
     finding.decisions = [(d, outcomes[i] if i < len(outcomes) else None) for i, d in enumerate(decisions)]
     if not decisions:
-        finding.nothing_to_count = why if proven is None else "the report names none of the message's recipients"
+        finding.nothing_to_count = why if proven is None else "the report does not say which recipient it is about"
     return finding
+
+
+def _complainants(verdict: Verdict) -> list[RecipientOutcome]:
+    """Who complained. Without Original-Rcpt-To the classifier falls back on the quoted To:, which names every
+    recipient of the message, not the one who complained: then only a message sent to one recipient can count."""
+    outcomes = [RecipientOutcome(a, o.kind, o.status, o.reason, o.action, o.diagnostic)
+                for o in verdict.recipients for _, a in getaddresses([o.address]) if a]
+    named = (verdict.details.get("report") or {}).get("original_rcpt_to")
+    return outcomes if named or len(outcomes) <= 1 else []
 
 
 def _count(conn, context: LambdaContext, verdict: Verdict, finding: Finding, inbound_id: int) -> None:

@@ -192,6 +192,13 @@ def test_a_report_counts_only_for_the_recipients_the_message_went_to(world):
     assert sorted(e["recipient"] for e in events_of(relay, "complaint_received")) == [
         "ann@recipient.test", "bob@recipient.test"]
     assert suppressed(relay) == ["ann@recipient.test", "bob@recipient.test"]
+    # Without Original-Rcpt-To only the quoted To: is left, naming both: which of them complained is unknown.
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"], report("feedback-report", deliveries[1][1],
+                                                                      arf_fields([])))
+    line = relay.wait_for("inbound.received", classification="complaint", count=2)[1]
+    assert line["member_did"] == DID and line["counted"] == []
+    assert line["not_counted_reason"] == "the report does not say which recipient it is about"
+    assert len(events_of(relay, "complaint_received")) == 2
 
 
 @pytest.mark.parametrize("headers_only", [False, True])
