@@ -352,3 +352,25 @@ def test_quoted_headers_are_found_however_the_report_encodes_them():
     assert len(found) == 2
     assert all(signed_by_relay(q, "atmos.test", records).did == DID for q in found)
     assert [str(q.headers["Message-ID"]) for q in found] == [f"<m1@{DOMAIN}>"] * 2
+
+
+def test_the_relays_signature_on_forwarded_mail_vouches_for_no_member(world):
+    """A member forwards to itself mail naming a victim; the operator-signed copy must not prove a complaint."""
+    relay, member, sink, dns_server = world
+    relay.cli_json("member", "enroll", "--did", "did:plc:mallorymallorymallorymal", "--domain", "mallory.example",
+                   "--forward-to", "mallory@recipient.test")
+    relay.cli_json("member", "approve", "did:plc:mallorymallorymallorymal")
+    (meta, delivered), = relay_to(relay, member, sink, ["reader@recipient.test"],
+                                  extra="Message-ID: <victim-message@proof.example>\r\n")
+    bait = (f"From: Mallory <m@elsewhere.test>\r\nTo: reader@recipient.test\r\nSubject: Confirm your email\r\n"
+            f"X-Atmos-Member-Did: {DID}\r\nMessage-ID: <victim-message@proof.example>\r\n"
+            f"Date: Tue, 24 Nov 2026 12:00:00 +0000\r\n\r\nHi\r\n").encode()
+    mx_send(relay, "m@elsewhere.test", ["noreply@mallory.example"], bait)
+    relay.wait_for("reply_forwarder.sent", to="mallory@recipient.test")
+    forwarded = next(raw for m, raw in sink.wait_for(2) if m["rcpt_tos"] == ["mallory@recipient.test"])
+    assert b"d=atmos.test" in forwarded
+    mx_send(relay, f"feedback@{REPORTER}", ["fbl@atmos.test"],
+            report("feedback-report", forwarded, arf_fields(["reader@recipient.test"]), headers_only=True))
+    line = relay.wait_for("inbound.received", classification="complaint")[0]
+    assert line["member_did"] is None and line["counted"] == []
+    assert not events_of(relay, "complaint_received") and suppressed(relay) == []
