@@ -109,7 +109,7 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
             if status == "failed" and outcome.code >= 500:
                 feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
                                                                                 outcome.code),
-                                       message_id=message_id, source="smtp")
+                                       message_id=message_id, source="smtp", queue_id=queue_id)
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.
     context.store.group(record)

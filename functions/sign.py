@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functions.dkim import key_pairs, operator_keys
 from functions.dkim.signer import SigningError, SigningKey, sign_message
-from functions.outbound import message_headers
+from functions.outbound import message_headers, message_token
 from runtime import payload, replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -20,6 +20,13 @@ from runtime.errors import RelayError
 
 class SignRefused(RelayError):
     pass
+
+
+def _marked_message_id(context: LambdaContext, queue_id: str, domain: str) -> str:
+    """The Message-ID a message without one gets: the relay's mark (message_token), so reports quoting it prove it."""
+    if not queue_id:
+        return ""
+    return message_token.message_id(message_token.secret(context.store.connection()), queue_id, domain)
 
 
 def handler(event: dict, context: LambdaContext) -> dict:
@@ -31,7 +38,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if row is None:
         raise SignRefused(replies.FROM_NOT_ENROLLED.format(domain=domain))
     now = context.clock.now()
-    prepared = message_headers.prepare(message, did, domain, now, trace=payload.as_bytes(event.get("trace")))
+    own_id = _marked_message_id(context, str(event.get("queue_id") or ""), domain)
+    prepared = message_headers.prepare(message, did, domain, now, trace=payload.as_bytes(event.get("trace")),
+                                       own_id=own_id)
     base = row["dkim_selector"]
     keys = [SigningKey(domain, key_pairs.rsa_selector(base), row["dkim_rsa_privkey"]),
             SigningKey(domain, key_pairs.ed25519_selector(base), row["dkim_ed_privkey"]),

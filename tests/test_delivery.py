@@ -110,7 +110,7 @@ def test_missing_message_id_and_date_are_added_and_spoofed_attribution_is_droppe
     assert msg.get_all("X-Atmos-Member-Did") == [DID]
     assert len(msg.get_all("Feedback-ID")) == 1 and msg["Feedback-ID"].startswith("transactional:")
     assert msg["Bcc"] is None
-    assert re.fullmatch(rf"<\d{{14}}\.[0-9a-f]{{16}}@{re.escape(DOMAIN)}>", msg["Message-ID"])
+    assert re.fullmatch(rf"<atmos\.[0-9A-F]{{19}}\.[0-9a-f]{{16}}@{re.escape(DOMAIN)}>", msg["Message-ID"])
     assert email.utils.parsedate_to_datetime(msg["Date"]).timestamp() == pytest.approx(time.time(), abs=120)
     assert set(by_key(mailauth(raw, dns_server.port)).values()) == {"pass"}
 

@@ -17,7 +17,7 @@ from flufl.bounce import all_failures
 
 from functions.inbound import arf, auto_reply, dsn
 from functions.inbound.addresses import InboundAddress
-from functions.inbound.attribution import Attribution, by_queue, by_returned
+from functions.inbound.attribution import Attribution, by_queue
 from functions.inbound.bounce_reasons import classify as classify_status
 
 _BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail delivery|mdaemon|returned|bounce", re.I)
@@ -81,12 +81,13 @@ def _looks_like_bounce(message: Message, targets: list[InboundAddress]) -> bool:
 
 def _attribute(conn: sqlite3.Connection, targets: list[InboundAddress], returned: Message | None,
                operator_domain: str, senders: tuple[str, ...] = ()) -> Attribution | None:
+    """The VERP address it came to; proof from the quoted message is the handler's (attribution.prove)."""
     for target in targets:
         if target.kind == "bounce":
             found = by_queue(conn, target.queue_id, target.index)
             if found:
                 return found
-    return by_returned(conn, returned, operator_domain, senders)
+    return None
 
 
 def _complaint(conn, report: arf.FeedbackReport, targets, operator_domain) -> Verdict:

@@ -61,6 +61,8 @@ def forward(context: LambdaContext, original: bytes, to: str, reason: str, peer:
     now = context.clock.now()
     queue_id = new_queue_id()
     fields, body = message_headers.split(original)
+    # Our signature must never vouch for attribution headers someone else wrote (relay_proof reads them).
+    fields = [f for f in fields if message_headers.field_name(f) not in message_headers.OWNED]
     flat = b"".join(fields) + b"\r\n" + body
     sealed_input = authentication_results(flat, hostname, context.resolver()).encode() + flat
     keys = operator_keys.signing_keys(settings.stateDir, now)

@@ -52,8 +52,11 @@ def feedback_id(did: str, domain: str) -> str:
     return f"transactional:{did}:{domain}:atmosphere-mail"
 
 
-def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"") -> Prepared:
-    """The message as it is signed: MalformedHeaderSection if its header section is not strictly readable."""
+def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"", own_id: str = "") -> Prepared:
+    """The message as it is signed: MalformedHeaderSection if its header section is not strictly readable.
+
+    `own_id` is the Message-ID given to a message that has none (the relay's marked one, message_token).
+    """
     header_section.refuse_nul(message)
     section = header_section.read(message)
     kept = [f for f in section.fields if f.key not in DROPPED]
@@ -65,7 +68,7 @@ def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"
     message_id = given.value if given is not None else ""
     if not message_id:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
-        message_id = f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
+        message_id = own_id or f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
         bottom.append(f"Message-ID: {message_id}\r\n".encode())
         added.append("Message-ID")
         kept = [f for f in kept if f.key != "message-id"]

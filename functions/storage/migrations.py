@@ -162,4 +162,20 @@ MIGRATIONS = [
     );
     CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
     """,
+    # 9: feedback counted only when proven, once per (sent message, recipient, kind); the Message-ID token's secret
+    """
+    CREATE TABLE feedback_counted (
+        queue_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('bounce', 'complaint')),
+        inbound_id INTEGER,
+        counted_at REAL NOT NULL,
+        PRIMARY KEY (queue_id, recipient, kind)
+    );
+    ALTER TABLE inbound_messages ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbound_messages ADD COLUMN not_counted_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inbound_messages ADD COLUMN proof TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inbound_messages ADD COLUMN report_dkim TEXT NOT NULL DEFAULT '';
+    INSERT INTO relay_secrets (name, value) VALUES ('message-token', lower(hex(randomblob(32))));
+    """,
 ]

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.exception
+import dns.message
 import dns.name
 import dns.query
 import dns.rcode
@@ -63,12 +65,24 @@ controls {{ }};
                                      stdout=open(self.workdir / "named.log", "w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if "running" in (self.workdir / "named.log").read_text():
+            if "running" in (self.workdir / "named.log").read_text() and self._serving():
                 return self
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
         raise RuntimeError("named did not start:\n" + (self.workdir / "named.log").read_text())
+
+    def _serving(self) -> bool:
+        """named logs "running" a moment before it answers on TCP; updates sent then are refused or SERVFAIL."""
+        for zone in ZONES:
+            try:
+                answer = dns.query.tcp(dns.message.make_query(f"{zone}.", "SOA"), "127.0.0.1", port=self.port,
+                                       timeout=2)
+            except (OSError, dns.exception.DNSException):
+                return False
+            if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
