@@ -6,6 +6,7 @@ policy file parses; a bad policy stops the relay here, with the reason.
 from __future__ import annotations
 
 from functions.dkim import operator_keys
+from functions.labeling.publication import labeler_key
 from functions.reputation import policy
 from runtime.context import LambdaContext
 
@@ -19,5 +20,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         context.logger.warning("operator_dkim.first_boot", domain=settings.operatorDomain, records=records,
                                path=str(operator_keys.path_for(settings.stateDir)),
                                note="publish these TXT records; keep the old ones 48h after a rotation")
+    labeler_key(context)
     return {"policy": pol.source, "rules": [r.name for r in pol.rules],
             "operator_selectors": [k["selector"] for k in doc["keys"]], "generated": created}

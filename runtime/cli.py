@@ -24,6 +24,7 @@ from runtime.manifest import (
     SpoolTrigger,
     StartupTrigger,
     StreamTrigger,
+    WebSocketTrigger,
     load_manifest,
 )
 from runtime.settings import SettingsError, load_settings
@@ -68,6 +69,8 @@ def describe_trigger(trigger: Any) -> str:
         return f"spool batch={trigger.batchSize}"
     if isinstance(trigger, StartupTrigger):
         return "startup"
+    if isinstance(trigger, WebSocketTrigger):
+        return f"websocket {trigger.listener} {trigger.path}"
     return type(trigger).__name__
 
 
@@ -187,6 +190,19 @@ def cmd_member(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labeler(args: argparse.Namespace) -> int:
+    """`labeler identity`: the DID document parts and labeler record the operator publishes."""
+    _print(_invoke(_platform(args), "atproto-labels", {"action": args.labeler_command}))
+    return 0
+
+
+def _labeler_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    lab = sub.add_parser("labeler", parents=[common], help="the atproto labeler")
+    labsub = lab.add_subparsers(dest="labeler_command", required=True)
+    labsub.add_parser("identity", parents=[common], help="print what to publish: DID document parts, labeler record")
+    lab.set_defaults(func=cmd_labeler)
+
+
 def cmd_queue(args: argparse.Namespace) -> int:
     platform = _platform(args)
     store = platform.services.store
@@ -289,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--daily", type=int)
     m.set_defaults(func=cmd_member)
 
+    _labeler_parser(sub, common)
     ev = sub.add_parser("events", parents=[common], help="the event stream")
     evsub = ev.add_subparsers(dest="events_command", required=True)
     r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
