@@ -31,11 +31,10 @@ def query_labels(event: dict, context: LambdaContext) -> dict:
 
 def handler(event: dict, context: LambdaContext) -> dict:
     settings = context.settings
-    key = labeler_key(context)
     if event.get("action") == "identity":
-        return identity.identity(settings, key)
+        return identity.identity(settings, labeler_key(context))
     if event.get("rawPath") == "/.well-known/did.json":
         if not labeler_did(settings).startswith("did:web:"):
             return http_api.json_response(404, {"error": "NotFound", "message": "the labeler's DID is not did:web"})
-        return http_api.json_response(200, identity.did_document(settings, key), _CORS)
+        return http_api.json_response(200, identity.did_document(settings, labeler_key(context)), _CORS)
     return query_labels(event, context)

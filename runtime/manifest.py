@@ -67,6 +67,7 @@ class WebSocketTrigger:
     listener: str
     path: str
     pollInterval: float = 0.5
+    maxConnections: int = 100
 
 
 Trigger = SmtpTrigger | HttpTrigger | StreamTrigger | ScheduleTrigger | SpoolTrigger | StartupTrigger | WebSocketTrigger
@@ -157,6 +158,7 @@ class WebSocketTriggerSchema(_Strict):
     listener = fields.String(required=True, validate=validate.OneOf(WEBSOCKET_LISTENERS))
     path = fields.String(required=True, validate=validate.Regexp(r"^/[^\s?#]*$"))
     pollInterval = fields.Float(load_default=0.5, validate=validate.Range(0.05, 60))
+    maxConnections = fields.Integer(load_default=100, validate=validate.Range(1, 100000))
 
 
 class FunctionSchema(_Strict):

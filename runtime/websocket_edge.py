@@ -8,14 +8,16 @@ connection, the `state` the function returned last and nothing else: each
 poll invokes the function with {rawPath, rawQueryString, requestContext,
 state} and it answers {frames: [base64], state, more, close}. `more` asks
 for the next poll at once, otherwise it comes after the trigger's
-`pollInterval`; `close` ends the connection after the frames.
+`pollInterval`; `close` ends the connection after the frames. Past the
+trigger's `maxConnections` a new connection gets 503, since every open
+one costs an invocation per poll.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +33,7 @@ class WebSocketEdge:
     def __init__(self, settings: Settings, runtime: FunctionRuntime, log: JsonLog, listener: str) -> None:
         self.settings, self.runtime, self.log, self.listener = settings, runtime, log, listener
         self._server: Server | None = None
+        self._open: dict[str, int] = {}
 
     def _route(self, path: str) -> tuple[str, WebSocketTrigger] | None:
         """The function bound to `path` in the deployment current now (a deploy may add or move it)."""
@@ -56,8 +59,12 @@ class WebSocketEdge:
             await self._server.wait_closed()
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self._route(urlsplit(request.path).path) is None:
+        route = self._route(urlsplit(request.path).path)
+        if route is None:
             return connection.respond(404, "Not Found\n")
+        if self._open.get(route[0], 0) >= route[1].maxConnections:
+            self.log.warning("websocket.refused", function=route[0], reason="maxConnections")
+            return connection.respond(503, "Too many subscribers\n")
         return None
 
     async def _connection(self, ws: ServerConnection) -> None:
@@ -65,6 +72,17 @@ class WebSocketEdge:
         connection_id = uuid.uuid4().hex
         peer = ws.remote_address[0] if ws.remote_address else ""
         self.log.info("websocket.connected", path=url.path, peer=peer, connection=connection_id)
+        function = (self._route(url.path) or ("", None))[0]
+        self._open[function] = self._open.get(function, 0) + 1
+        try:
+            reason = await self._serve(ws, url, connection_id, peer)
+        finally:
+            self._open[function] -= 1
+        await ws.close()
+        self.log.info("websocket.closed", path=url.path, connection=connection_id, reason=reason)
+
+    async def _serve(self, ws: ServerConnection, url: SplitResult, connection_id: str, peer: str) -> str:
+        """Poll the function and send what it answers until it, the client or a deploy ends the connection."""
         state, reason = None, "client closed"
         try:
             while True:
@@ -95,5 +113,4 @@ class WebSocketEdge:
             reason = "error"
             self.log.error("websocket.error", path=url.path, connection=connection_id, error=repr(exc))
             await ws.close(1011, "internal error")
-        await ws.close()
-        self.log.info("websocket.closed", path=url.path, connection=connection_id, reason=reason)
+        return reason

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from functions.labeling import label_records, label_stream, signing_key, xrpc
 from harness.atproto import FakeAtproto
+from runtime.manifest import WebSocketTrigger, load_manifest
 
 VERIFIER = Path(__file__).resolve().parent / "verifier"
 DID = "did:plc:labelerlabelerlabelerlab"
@@ -311,3 +312,10 @@ def test_stream_cursors_outdated_future_live_and_backfill():
     assert bad["close"] and _decoded(bad)[0][1]["error"] == "InvalidRequest"
     assert label_stream.following(conn, 7) == {"frames": [], "state": {"cursor": 7}, "more": False}
     assert label_stream.opening(_stream_db([]), "cursor=0") == {"frames": [], "state": {"cursor": 0}, "more": False}
+
+
+def test_serverless_yml_binds_the_stream_to_the_labeler_listener():
+    manifest = load_manifest(Path(__file__).resolve().parents[1] / "serverless.yml")
+    (trigger,) = manifest.functions["subscribe-labels"].triggers(WebSocketTrigger)
+    assert (trigger.listener, trigger.path) == ("labeler", "/xrpc/com.atproto.label.subscribeLabels")
+    assert trigger.pollInterval <= 1 and trigger.maxConnections >= 1
