@@ -179,25 +179,30 @@ def test_a_verified_member_is_labelled_signed_on_query_and_stream_and_unlabelled
 
 def test_operator_labels_are_published_when_the_policy_makes_them_public(start_relay, policy_file):
     # verified-mail-operator is the labeler's to give (it withdraws a hand-set one from a domain without DNS).
-    relay = start_relay({"rulesFile": str(policy_file)})
+    relay = start_relay()
     relay.enroll(DID, DOMAIN)
     other = "did:plc:otherotherotherotherothe"
     relay.enroll(other, "pds.other.example")
+    relay.cli("member", "label", DID, "--add", "burst_warming")
+    relay.cli("member", "label", DID, "--add", "highly_trusted")
+    assert relay.cli_json("member", "show", DID)["labels"] == ["burst_warming", "highly_trusted"]
+    url = relay.http_url + "/xrpc/com.atproto.label.queryLabels?"
+    assert http_get(url + "uriPatterns=*") == (200, {"labels": []})
+    assert relay.logs("labeler.published") == []
+
+    relay.write_config(rulesFile=str(policy_file))
+    relay.restart()
+    assert relay.wait_for("labeler.reconciled")[0]["published"] == 1
+    relay.cli("member", "label", other, "--add", "highly_trusted")
     identity = relay.cli_json("labeler", "identity")
     did_key = identity["didKey"]
     assert identity["labelerRecord"]["record"]["policies"]["labelValues"] == ["trusted-mail-operator", VERIFIED]
     (relay.workdir / "identity.json").write_text(json.dumps(identity))
     assert atproto_libs("record", str(relay.workdir / "identity.json")) == {"valid": True}
-
-    relay.cli("member", "label", DID, "--add", "burst_warming")
-    relay.cli("member", "label", DID, "--add", "highly_trusted")
-    relay.cli("member", "label", other, "--add", "highly_trusted")
-    assert relay.cli_json("member", "show", DID)["labels"] == ["burst_warming", "highly_trusted"]
     labels = query(relay, "uriPatterns=did:plc:*", did_key)["labels"]
     assert [(x["uri"], x["val"], x["sigValid"]) for x in labels] == [
         (DID, "trusted-mail-operator", True), (other, "trusted-mail-operator", True)]
 
-    url = relay.http_url + "/xrpc/com.atproto.label.queryLabels?"
     uris = lambda params: [x["uri"] for x in http_get(url + params)[1]["labels"]]  # noqa: E731
     status, page = http_get(url + "uriPatterns=did:plc:*&limit=1")
     assert status == 200 and [x["uri"] for x in page["labels"]] == [DID]

@@ -55,9 +55,34 @@ def publish(conn: sqlite3.Connection, context: LambdaContext, did: str, label: s
     src = labeler_did(context.settings)
     if signed_labels.asserted(conn, src, did, public.value) == add:
         return None
-    key = labeler_key(context)
+    return _sign_and_append(conn, context, src, did, public.value, add)
+
+
+def _sign_and_append(conn: sqlite3.Connection, context: LambdaContext, src: str, uri: str, val: str,
+                     add: bool) -> int:
     cts = label_records.timestamp(context.clock.now())
-    label_doc = label_records.signed(label_records.unsigned(src, did, public.value, not add, cts), key.sign)
+    label_doc = label_records.signed(label_records.unsigned(src, uri, val, not add, cts), labeler_key(context).sign)
     seq = signed_labels.append(conn, label_doc)
-    context.logger.info("labeler.published", seq=seq, uri=did, val=public.value, neg=not add, src=src)
+    context.logger.info("labeler.published", seq=seq, uri=uri, val=val, neg=not add, src=src)
     return seq
+
+
+def reconcile(conn: sqlite3.Connection, context: LambdaContext) -> dict[str, int]:
+    """Make the published labels match the labels members hold, at start-up.
+
+    Labels held before the labeler existed, or made public (or internal)
+    by a policy change since, are published (or negated) once, here.
+    """
+    public = public_labels(context.settings)
+    src = labeler_did(context.settings)
+    held = {(r["uri"], public[r["val"]].value) for r in conn.execute("SELECT uri, val FROM labels.member_labels")
+            if r["val"] in public}
+    shown = {(r["uri"], r["val"]) for r in conn.execute(
+        "SELECT s.uri, s.val, s.neg FROM labels.signed_labels s WHERE s.src = ? AND s.seq ="
+        " (SELECT MAX(seq) FROM labels.signed_labels l WHERE l.src = s.src AND l.uri = s.uri AND l.val = s.val)",
+        (src,)) if not r["neg"]}
+    for (uri, value), add in [*((k, True) for k in sorted(held - shown)), *((k, False) for k in sorted(shown - held))]:
+        _sign_and_append(conn, context, src, uri, value, add)
+    if held != shown:
+        context.logger.info("labeler.reconciled", published=len(held - shown), negated=len(shown - held))
+    return {"published": len(held - shown), "negated": len(shown - held)}
