@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from functions.labeling import label_records, label_stream, signing_key, xrpc
 from harness.atproto import FakeAtproto
@@ -235,6 +237,24 @@ def test_a_cursor_ahead_of_the_stream_is_a_future_cursor_error(start_relay):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 404
+
+
+def test_subscribers_past_max_connections_are_refused_until_one_leaves(start_relay, tmp_path):
+    manifest = tmp_path / "serverless.yml"
+    shipped = (Path(__file__).resolve().parents[1] / "serverless.yml").read_text()
+    manifest.write_text(shipped.replace("maxConnections: 100", "maxConnections: 1"))
+    relay = start_relay({"manifest": str(manifest)})
+    stream = f"ws://127.0.0.1:{relay.ports['labeler']}/xrpc/com.atproto.label.subscribeLabels"
+    with connect(stream):
+        relay.wait_for("websocket.connected")
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(stream):
+                pass
+        assert refused.value.response.status_code == 503
+        relay.wait_for("websocket.refused", reason="maxConnections")
+    relay.wait_for("websocket.closed", reason="client closed")
+    with connect(stream):
+        relay.wait_for("websocket.connected", count=2)
 
 
 # Pure parts: signatures, the wire forms, parameters and cursors.
