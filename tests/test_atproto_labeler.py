@@ -111,14 +111,15 @@ def policy_file(tmp_path) -> Path:
     return path
 
 
-def test_the_labeler_identity_is_made_once_and_is_what_atproto_expects(start_relay):
-    relay = start_relay({"labeler": {"publicUrl": "https://labeler.atmos.test"}})
+def test_the_labeler_identity_is_made_once_and_is_what_atproto_expects(start_relay, policy_file):
+    relay = start_relay({"labeler": {"publicUrl": "https://labeler.atmos.test", "keyType": "p256"},
+                         "rulesFile": str(policy_file)})
     first_boot = relay.wait_for("labeler.first_boot")[0]
     key_file = relay.state / "labeler-key.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     identity = relay.cli_json("labeler", "identity")
     assert identity["did"] == first_boot["did"] == "did:web:relay.atmos.test"
-    assert identity["didKey"] == first_boot["didKey"] and identity["didKey"].startswith("did:key:zQ3s")
+    assert identity["didKey"] == first_boot["didKey"] and identity["didKey"].startswith("did:key:zDn")
     assert identity["verificationMethod"] == {
         "id": "did:web:relay.atmos.test#atproto_label", "type": "Multikey",
         "controller": "did:web:relay.atmos.test", "publicKeyMultibase": identity["didKey"][len("did:key:"):]}
@@ -126,13 +127,21 @@ def test_the_labeler_identity_is_made_once_and_is_what_atproto_expects(start_rel
                                    "serviceEndpoint": "https://labeler.atmos.test"}
     record = identity["labelerRecord"]
     assert (record["collection"], record["rkey"]) == ("app.bsky.labeler.service", "self")
-    assert record["record"]["policies"]["labelValues"] == [VERIFIED]
+    assert record["record"]["policies"]["labelValues"] == ["trusted-mail-operator", VERIFIED]
     (relay.workdir / "identity.json").write_text(json.dumps(identity))
     assert atproto_libs("record", str(relay.workdir / "identity.json")) == {"valid": True}
     assert http_get(relay.http_url + "/.well-known/did.json") == (200, identity["didDocument"])
+    assert atproto_libs("diddoc", relay.http_url + "/.well-known/did.json") == {
+        "valid": True, "type": "Multikey", "jwtAlg": "ES256", "didKey": identity["didKey"],
+        "endpoint": "https://labeler.atmos.test"}
+
+    relay.enroll(DID, DOMAIN)
+    relay.cli("member", "label", DID, "--add", "highly_trusted")
+    labels = query(relay, f"uriPatterns={DID}", identity["didKey"])["labels"]
+    assert [(x["val"], x["sigValid"]) for x in labels] == [("trusted-mail-operator", True)]
 
     relay.restart()
-    assert relay.logs("labeler.first_boot") == []
+    assert relay.logs("labeler.first_boot") == [] and relay.logs("labeler.reconciled") == []
     assert relay.cli_json("labeler", "identity")["didKey"] == first_boot["didKey"]
 
 
@@ -140,6 +149,7 @@ def test_a_verified_member_is_labelled_signed_on_query_and_stream_and_unlabelled
         mail_relay, dns_server, atproto):
     relay = mail_relay(atproto.config)
     did_key = relay.cli_json("labeler", "identity")["didKey"]
+    assert did_key.startswith("did:key:zQ3s")  # secp256k1, the default
     live = Subscriber(relay, "-", 2, did_key)
     relay.wait_for("websocket.connected")
     try:
