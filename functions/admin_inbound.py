@@ -51,4 +51,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if http_api.wants_json(event):
         return http_api.json_response(200, {"inbound": listed, "count": len(listed)})
     return pages.page(200, "inbound.html", inbound=listed, classification=kind, classifications=CLASSIFICATIONS,
-                      counted=counted, did=did, csrf=admin_auth.csrf_token(conn, admin))
+                      counted=counted, did=did, csrf=admin.csrf)

@@ -14,6 +14,7 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
+from functions.labeling.publication import publish
 from functions.members import labels, registry
 from functions.reputation import events
 from runtime.context import LambdaContext
@@ -112,6 +113,7 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
             events.emit(conn, context, "label_changed",
                         {"sender_did": did, "label": label, "status": change, "source": "rules"})
             context.logger.info("label.changed", did=did, label=label, status=change, action_id=action_id)
+            publish(conn, context, did, label, add)
     # A member_suspended result only records the suspension; acting on it again could undo a reactivation.
     if SUSPEND_VERDICT in verdicts and member["status"] != "suspended" and name != "member_suspended":
         reason, rule, figures = _suspension_reason(result)

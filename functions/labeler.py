@@ -8,6 +8,7 @@ leaves things as they are until the next run can tell.
 from __future__ import annotations
 
 from functions.dkim import dns_check, key_pairs
+from functions.labeling.publication import publish
 from functions.members import attestation, labels
 from functions.reputation import events
 from runtime.context import LambdaContext
@@ -61,5 +62,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
                                                            "status": "added" if ok else "removed",
                                                            "source": SOURCE, "reason": reason})
                 changed["added" if ok else "removed"].append(did)
+                publish(tx, context, did, LABEL, ok)
                 context.logger.info("labeler.label", did=did, label=LABEL, added=ok, reason=reason)
     return {"checked": len(members), **changed}

@@ -24,6 +24,7 @@ from runtime.manifest import (
     SpoolTrigger,
     StartupTrigger,
     StreamTrigger,
+    WebSocketTrigger,
     load_manifest,
 )
 from runtime.payload import to_json
@@ -69,6 +70,8 @@ def describe_trigger(trigger: Any) -> str:
         return f"spool batch={trigger.batchSize}"
     if isinstance(trigger, StartupTrigger):
         return "startup"
+    if isinstance(trigger, WebSocketTrigger):
+        return f"websocket {trigger.listener} {trigger.path}"
     return type(trigger).__name__
 
 
@@ -174,6 +177,19 @@ def cmd_member(args: argparse.Namespace) -> int:
     event = {"action": args.member_command, **args.member_event(args)}
     _print(_invoke(_platform(args), "member", event))
     return 0
+
+
+def cmd_labeler(args: argparse.Namespace) -> int:
+    """`labeler identity`: the DID document parts and labeler record the operator publishes."""
+    _print(_invoke(_platform(args), "atproto-labels", {"action": args.labeler_command}))
+    return 0
+
+
+def _labeler_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    lab = sub.add_parser("labeler", parents=[common], help="the atproto labeler")
+    labsub = lab.add_subparsers(dest="labeler_command", required=True)
+    labsub.add_parser("identity", parents=[common], help="print what to publish: DID document parts, labeler record")
+    lab.set_defaults(func=cmd_labeler)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -318,6 +334,7 @@ def parser() -> argparse.ArgumentParser:
     _platform_commands(sub, common)
     _member_commands(sub, common)
     _inspection_commands(sub, common)
+    _labeler_parser(sub, common)
     return p
 
 

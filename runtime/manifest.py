@@ -21,6 +21,7 @@ from runtime.errors import ManifestError
 
 SMTP_LISTENERS = ("submission", "smtps", "mx")
 SMTP_HOOKS = ("auth", "mail", "rcpt", "data")
+WEBSOCKET_LISTENERS = ("labeler",)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "ANY")
 _RATE = re.compile(r"^rate\((\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\)$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -62,7 +63,17 @@ class StartupTrigger:
     """Run once when `atmos-relay serve` starts, before the listeners open."""
 
 
-Trigger = SmtpTrigger | HttpTrigger | StreamTrigger | ScheduleTrigger | SpoolTrigger | StartupTrigger
+@dataclass(frozen=True)
+class WebSocketTrigger:
+    """A WebSocket path on its own listener; the function is polled for the frames to send (runtime.websocket_edge)."""
+
+    listener: str
+    path: str
+    pollInterval: float = 0.5
+    maxConnections: int = 100
+
+
+Trigger = SmtpTrigger | HttpTrigger | StreamTrigger | ScheduleTrigger | SpoolTrigger | StartupTrigger | WebSocketTrigger
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,13 @@ class InvokeSchema(_Strict):
     api = fields.Boolean(load_default=False)
 
 
+class WebSocketTriggerSchema(_Strict):
+    listener = fields.String(required=True, validate=validate.OneOf(WEBSOCKET_LISTENERS))
+    path = fields.String(required=True, validate=validate.Regexp(r"^/[^\s?#]*$"))
+    pollInterval = fields.Float(load_default=0.5, validate=validate.Range(0.05, 60))
+    maxConnections = fields.Integer(load_default=100, validate=validate.Range(1, 100000))
+
+
 class FunctionSchema(_Strict):
     handler = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z_][\w./]*\.[A-Za-z_]\w*$"))
     description = fields.String(load_default="")
@@ -205,7 +223,9 @@ def _trigger(raw: dict) -> Trigger:
         return SpoolTrigger(**data)
     if kind == "startup":
         return StartupTrigger()
-    raise ValidationError(f"unknown trigger {kind!r} (smtp, httpApi, stream, schedule, spool, startup)")
+    if kind == "websocket":
+        return WebSocketTrigger(**WebSocketTriggerSchema().load(body or {}))
+    raise ValidationError(f"unknown trigger {kind!r} (smtp, httpApi, stream, schedule, spool, startup, websocket)")
 
 
 def _check_gates(path: Path, functions: dict[str, FunctionSpec]) -> None:

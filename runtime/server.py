@@ -24,6 +24,7 @@ from runtime.scheduler import Scheduler
 from runtime.smtp_edge import SmtpEdge
 from runtime.streams import OutboxConsumer, stream_bindings
 from runtime.tls import server_context
+from runtime.websocket_edge import WebSocketEdge
 
 
 def deployment_file(platform: Platform) -> Path:
@@ -116,6 +117,9 @@ class Relay:
         else:
             await edge.start()
         http.start()
+        sockets = WebSocketEdge(self.settings, self.runtime, self.log, "labeler")
+        if sockets.bound():
+            await sockets.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self.deploy))
@@ -130,6 +134,7 @@ class Relay:
             doorbell.close(loop)
         await edge.stop()
         http.stop()
+        await sockets.stop()
         await asyncio.wait(self.tasks, timeout=30)
         for task in self.tasks:
             task.cancel()

@@ -78,6 +78,7 @@ class ListenSettings:
     smtps: tuple[str, int] = ("127.0.0.1", 2465)
     mx: tuple[str, int] = ("127.0.0.1", 2525)
     http: tuple[str, int] = ("127.0.0.1", 8080)
+    labeler: tuple[str, int] = ("127.0.0.1", 8081)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,15 @@ class PublicSmtpSettings:
 
 
 @dataclass(frozen=True)
+class LabelerSettings:
+    """The atproto labeler's identity: empty `did` is did:web:<hostname>, empty `publicUrl` https://<hostname>."""
+
+    did: str = ""
+    publicUrl: str = ""
+    keyType: str = "secp256k1"
+
+
+@dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost.localdomain"
     operatorDomain: str = "atmos.test"
@@ -178,6 +188,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     atproto: AtprotoSettings = field(default_factory=AtprotoSettings)
     publicSmtp: PublicSmtpSettings = field(default_factory=PublicSmtpSettings)
+    labeler: LabelerSettings = field(default_factory=LabelerSettings)
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
     source: str = "built-in defaults"
@@ -213,6 +224,7 @@ class ListenSchema(_Base):
     smtps = HostPort()
     mx = HostPort()
     http = HostPort()
+    labeler = HostPort()
 
 
 class TlsSchema(_Base):
@@ -321,6 +333,15 @@ class PublicSmtpSchema(_Base):
     smtpsPort = fields.Integer(validate=validate.Range(0, 65535))
 
 
+class LabelerSchema(_Base):
+    target = LabelerSettings
+    did = fields.String(validate=validate.Regexp(
+        r"^$|^did:plc:[a-z2-7]{24}$|^did:web:[a-z0-9.-]+(%3A[0-9]{1,5})?$",
+        error="a did:plc:<24 base32 characters> or did:web:<host> (empty: did:web:<hostname>)"))
+    publicUrl = fields.Url(require_tld=False, schemes={"https", "http"})
+    keyType = fields.String(validate=validate.OneOf(["secp256k1", "p256"]))
+
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 
 
@@ -344,6 +365,7 @@ class SettingsSchema(_Base):
     limits = _section(LimitSchema, LimitSettings)
     atproto = _section(AtprotoSchema, AtprotoSettings)
     publicSmtp = _section(PublicSmtpSchema, PublicSmtpSettings)
+    labeler = _section(LabelerSchema, LabelerSettings)
     rulesFile = fields.String()
     suppressionTtl = Duration()
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.relay import ROOT
 
-DEFAULT_PORTS = {"submission": 2587, "smtps": 2465, "mx": 2525, "http": 8080}
+DEFAULT_PORTS = {"submission": 2587, "smtps": 2465, "mx": 2525, "http": 8080, "labeler": 8081}
 
 
 def _tracked_copy(dest: Path) -> None:
@@ -85,12 +85,14 @@ def test_make_run_starts_the_relay_on_its_embedded_defaults(tmp_path):
         assert (tmp_path / "state" / "tls" / "cert.pem").exists()
         assert (tmp_path / "state" / "queue" / "segments").is_dir()
         assert oct((tmp_path / "state" / "operator-dkim-keys.json").stat().st_mode & 0o777) == "0o600"
+        assert oct((tmp_path / "state" / "labeler-key.json").stat().st_mode & 0o777) == "0o600"
     finally:
         _stop(proc)
     lines.clear()
     proc = _run_make(tmp_path, lines, raw)
     try:
-        assert not [r for r in lines if r.get("event") in ("admin_token.generated", "operator_dkim.first_boot")]
+        assert not [r for r in lines if r.get("event") in ("admin_token.generated", "operator_dkim.first_boot",
+                                                          "labeler.first_boot")]
     finally:
         _stop(proc)
 

@@ -1,8 +1,9 @@
-"""Labels on members (`labels.db`): reputation labels from the rules and the labeler's own.
+"""Labels on members (`labels.db`): reputation labels from the rules, the labeler's and the operator's.
 
-An append-only log (`labels.label_log`, like an atproto label stream with
-`neg` for removals) plus the current set per member (`labels.member_labels`)
-for the submission hot path.
+An append-only log of every change with its reason (`labels.label_log`,
+internal labels included) plus the current set per member
+(`labels.member_labels`) for the submission hot path. What the atproto
+network sees is the signed log of the public ones (functions/labeling/).
 """
 from __future__ import annotations
 
@@ -34,8 +35,3 @@ def apply(conn: sqlite3.Connection, did: str, val: str, add: bool, src: str, rea
         conn.execute("DELETE FROM labels.member_labels WHERE uri = ? AND val = ?", (did, val))
     return True
 
-
-def log_since(conn: sqlite3.Connection, cursor: int, limit: int = 100) -> list[dict]:
-    return [dict(r) for r in conn.execute(
-        "SELECT id AS seq, src, uri, val, neg, cts FROM labels.label_log WHERE id > ? ORDER BY id LIMIT ?",
-        (cursor, limit))]

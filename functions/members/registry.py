@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.dkim import key_pairs
+from functions.labeling.publication import publish
 from functions.members import labels
 from functions.members.api_keys import hash_api_key, new_api_key, verify_api_key
 from functions.members.identifiers import normalize_did, normalize_domain
@@ -259,6 +260,7 @@ def set_label(conn: sqlite3.Connection, context: LambdaContext, did: str, label:
         events.emit(conn, context, "label_changed", {"sender_did": did, "label": label,
                                                      "status": "added" if add else "removed",
                                                      "source": f"operator:{actor or 'cli'}"})
+        publish(conn, context, did, label, add)
     return member_view(conn, did, context.settings)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,23 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class PublicLabel:
+    """A label the atproto labeler publishes, as `value`, with how apps should show it."""
+
+    label: str
+    value: str
+    name: str
+    description: str
+    severity: str = "inform"
+    blurs: str = "none"
+    defaultSetting: str = "warn"
+
+
+@dataclass(frozen=True)
 class Policy:
     warming: Warming
     rules: tuple[Rule, ...]
+    public_labels: tuple[PublicLabel, ...] = ()
     source: str = "built-in"
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -152,9 +167,34 @@ class RuleSchema(_Strict):
                     unless_labels=tuple(data["unlessLabels"]), if_labels=tuple(data["ifLabels"]))
 
 
+class PublicLabelSchema(_Strict):
+    label = fields.String(required=True, validate=validate.Length(1, 128))
+    value = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[a-z][a-z-]{0,99}$", error="an atproto label value is lowercase letters and '-' (at most 100)"))
+    name = fields.String(required=True, validate=validate.Length(1, 64))
+    description = fields.String(required=True, validate=validate.Length(1, 10000))
+    severity = fields.String(load_default="inform", validate=validate.OneOf(["inform", "alert", "none"]))
+    blurs = fields.String(load_default="none", validate=validate.OneOf(["content", "media", "none"]))
+    defaultSetting = fields.String(load_default="warn", validate=validate.OneOf(["ignore", "warn", "hide"]))
+
+    @validates_schema
+    def publishable(self, data: dict, **_: Any) -> None:
+        if data.get("value") is None and not re.match(r"^[a-z][a-z-]{0,99}$", data.get("label", "")):
+            raise ValidationError("this label is not a valid atproto label value; give `value`", "value")
+
+    @post_load
+    def make(self, data: dict, **_: Any) -> PublicLabel:
+        return PublicLabel(**{**data, "value": data["value"] or data["label"]})
+
+
+class LabelsSchema(_Strict):
+    public = fields.List(fields.Nested(PublicLabelSchema), load_default=list)
+
+
 class PolicySchema(_Strict):
     warming = fields.Nested(WarmingSchema)
     rules = fields.List(fields.Nested(RuleSchema))
+    labels = fields.Nested(LabelsSchema)
 
 
 DEFAULT: dict[str, Any] = {
@@ -197,6 +237,8 @@ DEFAULT: dict[str, Any] = {
          "when": [{"metric": "complaint_rate_30d", "op": ">=", "value": 0.001}],
          "ifLabels": ["highly_trusted"], "verdict": "untrusted", "removeLabels": ["highly_trusted"]},
     ],
+    # Labels the atproto labeler publishes besides verified-mail-operator; all others stay internal.
+    "labels": {"public": []},
 }
 
 def parse(raw: dict[str, Any], source: str) -> Policy:
@@ -211,7 +253,8 @@ def parse(raw: dict[str, Any], source: str) -> Policy:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise PolicyError(f"{source}: rule names must be unique: {sorted(dupes)}")
-    return Policy(warming=data["warming"], rules=tuple(data["rules"]), source=source, raw=merged)
+    return Policy(warming=data["warming"], rules=tuple(data["rules"]), public_labels=tuple(data["labels"]["public"]),
+                  source=source, raw=merged)
 
 
 def _read(path: str) -> Policy:

@@ -178,4 +178,22 @@ MIGRATIONS = [
     ALTER TABLE inbound_messages ADD COLUMN report_dkim TEXT NOT NULL DEFAULT '';
     INSERT INTO relay_secrets (name, value) VALUES ('message-token', lower(hex(randomblob(32))));
     """,
+    # 10: the atproto labeler's signed labels (labels.db), in the order they were signed, never rewritten
+    """
+    CREATE TABLE labels.signed_labels (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        src TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        val TEXT NOT NULL,
+        neg INTEGER NOT NULL DEFAULT 0,
+        cts TEXT NOT NULL,
+        exp TEXT,
+        sig BLOB NOT NULL
+    );
+    CREATE INDEX labels.signed_labels_subject ON signed_labels (uri, val, src, seq);
+    CREATE TRIGGER labels.signed_labels_no_update BEFORE UPDATE ON signed_labels
+    BEGIN SELECT RAISE(ABORT, 'signed labels are never rewritten'); END;
+    CREATE TRIGGER labels.signed_labels_no_delete BEFORE DELETE ON signed_labels
+    BEGIN SELECT RAISE(ABORT, 'signed labels are never rewritten'); END;
+    """,
 ]

@@ -31,7 +31,7 @@ class Relay:
     def __init__(self, workdir: Path, config: dict | None = None, env: dict | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in ("submission", "smtps", "mx", "http")}
+        self.ports = {name: free_port() for name in ("submission", "smtps", "mx", "http", "labeler")}
         base = {
             "hostname": "relay.atmos.test",
             "operatorDomain": "atmos.test",

@@ -30,7 +30,7 @@ for svc in named bind9 postfix opendkim; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
 
-if [ ! -d tests/verifier/node_modules/mailauth ]; then
+if [ ! -d tests/verifier/node_modules/mailauth ] || [ ! -d tests/verifier/node_modules/@atproto/xrpc-server ]; then
   (cd tests/verifier && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
 fi
 
