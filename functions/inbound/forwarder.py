@@ -9,6 +9,7 @@ out through the spool like relayed mail, with retries.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -24,6 +25,8 @@ from functions.outbound import header_section, message_headers
 from runtime.context import LambdaContext
 from runtime.spool import new_queue_id
 
+_DKIM_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,253}")
+
 
 def _dnsfunc(resolver: dns.resolver.Resolver):
     def txt(name: bytes | str, timeout: int = 5) -> bytes:
@@ -34,6 +37,12 @@ def _dnsfunc(resolver: dns.resolver.Resolver):
             return b""
         return b"".join(answer[0].strings) if len(answer) else b""
     return txt
+
+
+def _token(value: bytes) -> str:
+    """A d= or s= value as RFC 8601 may carry it: anything else (a `;` faking a second result) is dropped."""
+    text = value.decode("ascii", "replace").strip()
+    return text if _DKIM_TOKEN.fullmatch(text) else "invalid"
 
 
 def authentication_results(message: bytes, authserv_id: str, resolver: dns.resolver.Resolver) -> str:
@@ -47,7 +56,7 @@ def authentication_results(message: bytes, authserv_id: str, resolver: dns.resol
         except Exception:
             ok = False
         tags = dkim.util.parse_tag_value(found[index].replace(b"\r\n", b"").replace(b"\n", b"")) if found else {}
-        d, s = tags.get(b"d", b"").decode(), tags.get(b"s", b"").decode()
+        d, s = _token(tags.get(b"d", b"")), _token(tags.get(b"s", b""))
         results.append(f"dkim={'pass' if ok else 'fail'} header.d={d} header.s={s}")
     body = "; ".join(results) if results else "dkim=none"
     return f"Authentication-Results: {authserv_id}; {body}; arc=none\r\n"

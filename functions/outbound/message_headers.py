@@ -48,6 +48,12 @@ def split(message: bytes) -> tuple[list[bytes], bytes]:
     return fields, body
 
 
+def field_name(field: bytes) -> str:
+    """The lower-cased name of a field from `split` (empty for a line without a colon)."""
+    name, colon, _ = field.partition(b":")
+    return name.strip().lower().decode("ascii", "replace") if colon else ""
+
+
 def feedback_id(did: str, domain: str) -> str:
     return f"transactional:{did}:{domain}:atmosphere-mail"
 
