@@ -14,7 +14,7 @@ import email
 import email.policy
 import json
 
-from functions.inbound import addresses, forwarder
+from functions.inbound import addresses, bounces, forwarder
 from functions.inbound.bounce_reasons import Classification
 from functions.inbound.classifier import Verdict, classify
 from functions.reputation import feedback
@@ -28,7 +28,7 @@ def _subject(message: email.message.Message) -> str:
 
 def handler(event: dict, context: LambdaContext) -> dict:
     raw = base64.b64decode(event.get("content") or event.get("message") or "")
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message = bounces.parse(raw)  # headers only when the MIME structure is over the reading bounds
     envelope = event.get("envelope") or {}
     settings = context.settings
     conn = context.store.connection()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from functions.inbound.bounce_reasons import Classification
+from functions.inbound.bounces.suppression_policy import suppresses
 from functions.members import suppression
 from functions.reputation import events
 from runtime.context import LambdaContext
@@ -17,7 +18,7 @@ from runtime.context import LambdaContext
 def record_bounce(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str,
                   result: Classification, message_id: str = "", source: str = "dsn") -> int:
     now = context.clock.now()
-    if result.kind == "hard":
+    if suppresses(result.reason, result.status):  # only a reason about the address itself
         suppression.add(conn, did, recipient, f"hard bounce: {result.reason} ({result.status})", f"bounce:{source}",
                         now, context.settings.suppressionTtl)
     return events.emit(conn, context, "bounce_received", {

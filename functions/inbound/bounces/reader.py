@@ -24,6 +24,7 @@ from functions.inbound.bounces.document import (
     header_text,
     prepare,
 )
+from functions.inbound.bounces.lhost import flufl_detectors
 from functions.inbound.bounces.reading import Bounced, Reading
 
 _BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail ?delivery|mdaemon|returned|bounce|daemon", re.I)
@@ -38,6 +39,8 @@ _BOUNCE_SUBJECT = re.compile(
 _BOUNCE_WORDING = re.compile(
     r"could not be delivered|undeliverable|delivery (has )?failed|failed permanently|permanent (fatal )?error|"
     r"unable to deliver|was not delivered|delivery failure|not be delivered|returned to (the )?sender", re.I)
+_DELAYED = re.compile(r"not yet been delivered|delivery attempts will continue|will (keep|continue) trying|"
+                      r"will be retried|message delayed|delivery (status notification \(delay\)|delayed)", re.I)
 _TO_LINE = re.compile(r"^To:\s*(.+)$", re.M)
 
 
@@ -102,6 +105,9 @@ def _read(doc: Document) -> Reading:
         found = prose.scan(doc.lines, excluded) or _named_elsewhere(doc, excluded)
         if found:
             return _bounce(doc, "prose", found, excluded)
+        found = flufl_detectors.read(doc)
+        if found:
+            return _bounce(doc, flufl_detectors.NAME, found, excluded)
     signals = rfc3834.signals(doc)
     if signals:
         sender = prose.addresses_in(doc.sender)
@@ -143,12 +149,16 @@ def _near(lines: list[str], address: str, alone: bool) -> str:
 
 def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str], reporting: str = "") -> Reading:
     context = " ".join(" ".join(doc.lines[:80]).split())[:1500]
+    delayed = reader not in ("rfc3464", "postfix", "sendmail") and bool(
+        _DELAYED.search(doc.subject) or _DELAYED.search(context))
     recipients = []
     for rcpt in found:
         if rcpt.recipient.lower() in excluded and len(found) > 1:
             continue
         if rcpt.action in ("relayed", "expanded", "delivered") and not rcpt.reason:
             continue
+        if delayed:
+            rcpt.action = "delayed"
         rcpt.status = rcpt.status or reasons.status_in(rcpt.diagnostic)
         rcpt.command = rcpt.command or rfc3464.command_of(_near(doc.lines, rcpt.recipient, len(found) == 1))
         if not rcpt.reason:
@@ -157,7 +167,7 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
                 rcpt.status = rcpt.status or reasons.status_in(context)
                 rcpt.reason = reasons.reason_of(context, rcpt.status, rcpt.command or rfc3464.command_of(context),
                                                 rcpt.action)
-        rcpt.kind = reasons.kind_of(rcpt.reason, rcpt.status)
+        rcpt.kind = "soft" if rcpt.action == "delayed" else reasons.kind_of(rcpt.reason, rcpt.status)
         if rcpt.action not in ("failed", "delayed"):
             rcpt.action = "failed"
         recipients.append(rcpt)

@@ -67,8 +67,9 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
     for block in found:
         if not reporting:
             reporting = field_value(header_text(block, "Reporting-MTA"))
-        final = address_of(header_text(block, "Final-Recipient")) or address_of(
-            header_text(block, "Original-Recipient"))
+        final = address_of(header_text(block, "Final-Recipient"))
+        if "." not in final.rpartition("@")[2]:  # an internal routing name: the address we sent to is better
+            final = address_of(header_text(block, "Original-Recipient")) or final
         if not final:
             continue
         diagnostic = field_value(header_text(block, "Diagnostic-Code"))

@@ -18,8 +18,7 @@ _IN_REPLY = re.compile(r"\(in reply to (RCPT TO|MAIL FROM|end of DATA|DATA|HELO|
 
 
 def recognises(doc: Document) -> bool:
-    return "This is the mail system at host" in doc.text or "The Postfix program" in doc.text or \
-        "Postfix" in doc.header("X-Postfix-Queue-ID") or "(Postfix)" in doc.header("Received")
+    return "This is the mail system at host" in doc.text or "The Postfix program" in doc.text
 
 
 def read(doc: Document) -> list[Bounced] | None:

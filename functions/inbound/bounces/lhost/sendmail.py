@@ -13,7 +13,7 @@ from functions.inbound.bounces.prose import ADDR
 from functions.inbound.bounces.reading import Bounced
 
 NAME = "sendmail"
-_SAYS = re.compile(rf"^\s*(\d{{3}})[ -]\s*<?({ADDR})>?\.\.\.\s*(.*)$")
+_SAYS = re.compile(rf"^\s*(\d{{3}})[ -]\s*(?:[245]\.\d{{1,3}}\.\d{{1,3}}\s+)?<?({ADDR})>?\.\.\.\s*(.*)$")
 _SENT = re.compile(rf"^\s*>>>\s*(RCPT TO|MAIL FROM|DATA)\s*:?\s*<?({ADDR})?", re.I)
 _REPLY = re.compile(r"^\s*<<<\s*(.*)$")
 
