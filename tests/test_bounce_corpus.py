@@ -23,7 +23,7 @@ DOMAIN = "bounces.example"
 
 # What the readers reach today; the goals (bounce_corpus.GOALS) are asserted where reached, and the
 # rest is held at its level so it can only go up.
-REACHED = {"recognised": 0.97, "recipients": 0.96, "hard_soft": 0.88, "reasons": 0.68}
+REACHED = {"recognised": 0.97, "recipients": 0.96, "hard_soft": 0.90, "reasons": 0.74}
 
 
 def _read(raw: bytes) -> tuple[str, list[dict]]:
@@ -50,7 +50,7 @@ def test_sisimai_goals_not_yet_reached(sisimai_score, measure):
 
 
 def test_every_feedback_report_in_the_corpus_is_a_complaint(sisimai_score):
-    assert sisimai_score.arf_complaints >= 6 and sisimai_score.arf_files == 8
+    assert sisimai_score.arf_complaints == sisimai_score.arf_files == 8
 
 
 def test_no_corpus_file_raises_or_takes_long():

@@ -32,7 +32,7 @@ def _candidate(line: str) -> tuple[str, str] | None:
             return found.group(1), (found.group(2) if found.lastindex and found.lastindex > 1 else "")
     found = _PHRASE.search(line)
     if found:
-        return found.group(1), line[found.end():].strip(" .:")
+        return found.group(1), line.strip()
     return None
 
 
@@ -45,6 +45,9 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
         if hit is not None:
             address = hit[0].strip(".").lower()
             if address.split("@")[-1].count(".") and address not in excluded and "mail from" not in line.lower():
+                if current is not None and found.get(hit[0].strip(".")) is current:
+                    current.append(line.strip())  # the reply names the address again: it is the diagnostic
+                    continue
                 current = found.setdefault(hit[0].strip("."), [])
                 if hit[1]:
                     current.append(hit[1])

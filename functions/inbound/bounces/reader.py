@@ -149,6 +149,7 @@ def _near(lines: list[str], address: str, alone: bool) -> str:
 
 def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str], reporting: str = "") -> Reading:
     context = " ".join(" ".join(doc.lines[:80]).split())[:1500]
+    dsn = doc.status_part is not None
     delayed = reader not in ("rfc3464", "postfix", "sendmail") and bool(
         _DELAYED.search(doc.subject) or _DELAYED.search(context))
     recipients = []
@@ -162,11 +163,11 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
         rcpt.status = rcpt.status or reasons.status_in(rcpt.diagnostic)
         rcpt.command = rcpt.command or rfc3464.command_of(_near(doc.lines, rcpt.recipient, len(found) == 1))
         if not rcpt.reason:
-            rcpt.reason = reasons.reason_of(rcpt.diagnostic, rcpt.status, rcpt.command, rcpt.action)
+            rcpt.reason = reasons.reason_of(rcpt.diagnostic, rcpt.status, rcpt.command, rcpt.action, dsn)
             if rcpt.reason in ("onhold", "undefined") and context:
                 rcpt.status = rcpt.status or reasons.status_in(context)
                 rcpt.reason = reasons.reason_of(context, rcpt.status, rcpt.command or rfc3464.command_of(context),
-                                                rcpt.action)
+                                                rcpt.action, dsn)
         rcpt.kind = "soft" if rcpt.action == "delayed" else reasons.kind_of(rcpt.reason, rcpt.status)
         if rcpt.action not in ("failed", "delayed"):
             rcpt.action = "failed"

@@ -21,10 +21,13 @@ def _any(*phrases: str) -> re.Pattern:
 
 # Ordered: the first reason whose wording matches wins.
 TEXT = [
-    ("rejected", _any(r"sender (address )?(is )?(rejected|refused|denied|blocked|invalid|unknown|verify failed)",
+    ("rejected", _any(r"sender (address )?(is |was )?(rejected|refused|denied|blocked|invalid|unknown|verify failed)",
                       r"(mail from|envelope sender|sender domain|sender address|from address|return path) .{0,40}(rejected|refused|denied|not allowed|invalid|unknown|does not exist)",
                       r"domain of sender", r"sender not (allowed|permitted)", r"bad sender", r"invalid sender",
                       r"not a registered gateway user", r"you are not allowed to post", r"not allowed to post")),
+    ("notaccept", _any(r"does not accept (any )?(e-?)?mail", r"null mx", r"no mail (is )?accepted",
+                       r"not accepting (any )?(e-?)?mail", r"accepts no mail", r"no mx record",
+                       r"indicated no smtp service", r"(does not|doesn.?t) (accept|receive) (e-?)?mail")),
     ("norelaying", _any(r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)",
                         r"unable to relay", r"not permitted to relay", r"we do not relay",
                         r"no relaying allowed", r"relaying mail to .{0,60} is not allowed",
@@ -32,24 +35,24 @@ TEXT = [
     ("virusdetected", _any(r"\bvirus(es)?\b.{0,60}(detected|found|infected)", r"infected with", r"malware",
                            r"message contains a virus", r"\bvirus\b")),
     ("toomanyconn", _any(r"too many (connections|concurrent|simultaneous|sessions)", r"connection (rate )?limit",
-                         r"too many smtp sessions", r"exceeded the maximum number of connections",
+                         r"too many smtp sessions", r"frequency limited", r"too many recipients", r"exceeded the maximum number of connections",
                          r"max(imum)? (number of )?connections")),
     ("speeding", _any(r"too many (messages|recipients|emails) (from|sent|in)", r"sending rate",
                       r"rate limit(ed)?\b", r"please slow down", r"throttl")),
     ("exceedlimit", _any(r"message (size )?exceeds? (the )?(local|fixed|maximum) (message )?size",
-                         r"exceeded (the )?message size", r"message length exceeds", r"size limit exceeded")),
+                         r"exceeded (the )?message size", r"exceeds? (the )?(local|fixed) maximum", r"message length exceeds", r"size limit exceeded")),
     ("mesgtoobig", _any(r"message (is )?too (big|large)", r"message size exceeds", r"size exceeds",
                         r"exceeds (the )?(maximum|size) (message )?(size|limit)", r"mail size limit",
                         r"message file too big", r"line too long", r"size exceeded")),
     ("mailboxfull", _any(r"mailbox (is )?full", r"mail ?box.{0,60}full", r"(over|exceeded?|exceeds|exceeding)( (the|his|her|their|its|storage))? ?quota",
                          r"quota (exceeded|full|violation)", r"\bis full\b", r"insufficient (disk|system)? ?(space|storage)",
                          r"(disk|storage|mailfolder|mailbox) (space )?(is )?(full|exceeded)",
-                         r"(not enough|no more) (disk )?space", r"mail box.{0,60}exceeded", r"user(')?s? (mailbox|mailfolder|disk)",
+                         r"(not enough|no more) (disk )?space", r"mail box.{0,60}exceeded", r"user'?s (mailbox|mailfolder|disk)",
                          r"exceeded storage allocation", r"number of messages in recipient.s mailbox exceeded",
                          r"too many messages in (the|this) mailbox", r"mailbox size limit",
                          r"would be over the allowed quota", r"account is over quota", r"out of storage")),
     ("suspend", _any(r"(mailbox|account|address|user) (is |has been )?(currently )?(suspended|disabled|deactivated|inactive|"
-                     r"locked|frozen|expired|not active|temporarily disabled|on hold)",
+                     r"locked|frozen|expired|not active|temporarily disabled|on hold|blocked|bloque)",
                      r"(disabled|suspended|inactive|deactivated|locked) (mailbox|account|user|recipient)",
                      r"recipient (address )?(is )?(suspended|inactive|disabled)", r"account has been disabled",
                      r"extended inactivity", r"mailbox unavailable.{0,60}(inactive|disabled)", r"is no longer active",
@@ -60,7 +63,7 @@ TEXT = [
                            r"must (use|issue) (a )?starttls", r"tls (is )?required", r"encryption required",
                            r"sender is not authenticated", r"not authorized to send", r"5\.7\.(0|8|9|11|14|15)\b.{0,60}auth",
                            r"certificate")),
-    ("spamdetected", _any(r"\bspam\b", r"content rejected", r"\bube\b", r"unsolicited", r"junk (e-?)?mail", r"bulk mail", r"content.{0,60}(rejected|refused).{0,60}spam",
+    ("spamdetected", _any(r"\bspam\b", r"blacklisted url", r"content rejected", r"\bube\b", r"unsolicited", r"junk (e-?)?mail", r"bulk mail", r"content.{0,60}(rejected|refused).{0,60}spam",
                           r"message (looks|appears) (like|to be) (spam|unsolicited)", r"spamhaus.{0,60}content",
                           r"classified as (spam|junk)", r"spam(my|ish)", r"\buce\b", r"score", r"\bphish")),
     ("policyviolation", _any(r"dmarc")),
@@ -72,8 +75,10 @@ TEXT = [
                      r"connection (refused|rejected|denied)", r"not allowed to send", r"refused to talk",
                      r"dynamic ip", r"residential", r"smtp server of your isp",
                      r"(your|the) (server|ip|host|domain) (is|has been) (not )?(allowed|permitted|rejected|refused|banned)",
-                     r"helo", r"ehlo", r"host(name)? (lookup|name) failed", r"rejected by (our |the )?(local )?policy")),
-    ("policyviolation", _any(r"policy (violation|reasons|rejection)", r"violat(es|ion of) .{0,60}polic(y|ies)",
+                     r"helo (command )?rejected", r"(invalid|bad) (helo|ehlo)", r"host(name)? (lookup|name) failed",
+                     r"user complaints", r"not accepting connections", r"rejected by (our |the )?(local )?policy")),
+    ("policyviolation", _any(r"policy (violation|reasons|rejection)", r"header error",
+                             r"multiple .{0,20}addresses in from", r"violat(es|ion of) .{0,60}polic(y|ies)",
                              r"prohibited (attachment|file)", r"attachment .{0,60}(not allowed|prohibited|blocked)",
                              r"content (policy|filter)", r"message (contains|has) .{0,60}(prohibited|forbidden|not allowed)",
                              r"\bpolicy\b", r"not compliant")),
@@ -102,11 +107,12 @@ TEXT = [
                          r"no (mx|a) record", r"nxdomain", r"unrouteable mail domain", r"domain (is )?not (valid|found)",
                          r"no such (domain|host)", r"unknown domain", r"hostname (lookup|not)", r"mail exchanger",
                          r"domain not found", r"not (a )?(valid|resolvable) (domain|host)", r"host unknown",
+                         r"invalid domain", r"domain is not reachable",
                          r"unable to resolve", r"dns (error|lookup|failure)")),
     ("notaccept", _any(r"does not accept (any )?(e-?)?mail", r"null mx", r"no mail (is )?accepted",
                        r"not accepting (any )?(e-?)?mail", r"accepts no mail")),
-    ("rejected", _any(r"rejected", r"refused", r"denied")),
-    ("systemfull", _any(r"(system|server|disk) (is )?full", r"out of (disk|memory)", r"insufficient system storage")),
+    ("systemfull", _any(r"(system|server|disk) (is )?full", r"out of (disk|memory)", r"insufficient system storage",
+                        r"insufficient system resources")),
     ("expired", _any(r"(delivery|retry) (time|timeout|period)? ?(expired|exceeded)", r"expired", r"given up",
                      r"gave up", r"too long", r"could not be delivered (within|for)", r"cannot send message for",
                      r"retry time", r"unable to deliver (this )?message for", r"has not been delivered for",
@@ -122,12 +128,13 @@ TEXT = [
                           r"message header", r"8-?bit", r"encoding", r"contains (invalid|illegal|bad)")),
     ("systemerror", _any(r"system (error|failure|problem)", r"server (error|failure)", r"internal (server )?error",
                          r"local (error|problem)", r"temporary (local )?problem", r"mail system problem",
-                         r"i/o error", r"configuration error", r"service (is )?(not )?(unavailable|available)",
+                         r"i/o error", r"configuration error", r"service (is )?(currently )?(not )?(unavailable|available)",
                          r"remote server", r"unexpected", r"shutting down")),
     ("syntaxerror", _any(r"syntax error", r"command (not recognized|unrecognized)", r"unrecognized command",
                          r"bad sequence", r"command not implemented")),
     ("mailererror", _any(r"mailer error", r"x-unix", r"procmail", r"command output", r"exit (code|status)",
-                         r"child status", r"program")),
+                         r"child status")),
+    ("rejected", _any(r"rejected", r"refused", r"denied")),
 ]
 
 # RFC 3463 subject.detail → reason, used when the text names no cause.
@@ -137,10 +144,9 @@ STATUS = {
     "2.0": "filtered", "2.1": "suspend", "2.2": "mailboxfull", "2.3": "exceedlimit", "2.4": "systemerror",
     "3.0": "systemerror", "3.1": "systemfull", "3.2": "notaccept", "3.3": "systemerror", "3.4": "mesgtoobig",
     "3.5": "systemerror",
-    "4.0": "networkerror", "4.1": "networkerror", "4.2": "networkerror", "4.3": "systemerror", "4.4": "networkerror",
+    "4.0": "networkerror", "4.1": "networkerror", "4.2": "networkerror", "4.3": "systemerror", "4.4": "hostunknown",
     "4.5": "toomanyconn", "4.6": "networkerror", "4.7": "expired",
-    "5.0": "syntaxerror", "5.1": "syntaxerror", "5.2": "syntaxerror", "5.3": "toomanyconn", "5.4": "syntaxerror",
-    "5.5": "syntaxerror", "5.6": "syntaxerror",
+    "5.1": "syntaxerror", "5.2": "syntaxerror", "5.3": "toomanyconn", "5.4": "syntaxerror", "5.6": "syntaxerror",
     "6.0": "contenterror", "6.1": "contenterror", "6.2": "contenterror", "6.3": "contenterror", "6.4": "contenterror",
     "6.5": "contenterror",
     "7.0": "securityerror", "7.1": "rejected", "7.2": "norelaying", "7.3": "securityerror", "7.4": "securityerror",
@@ -150,6 +156,7 @@ STATUS = {
     "7.24": "securityerror", "7.25": "blocked", "7.26": "blocked", "7.27": "notaccept",
 }
 
+_LISTED = re.compile(r"list|spamhaus|spamcop|relay|reputation")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY = re.compile(r"(?<![\d.])([245])\d\d(?![\d.])")
 
@@ -179,8 +186,9 @@ def by_status(status: str) -> str:
     return STATUS.get(f"{int(parts[1]) if parts[1].isdigit() else parts[1]}.{parts[2]}", "")
 
 
-def reason_of(diagnostic: str, status: str = "", command: str = "", action: str = "failed") -> str:
-    """Sisimai's reason name for one recipient."""
+def reason_of(diagnostic: str, status: str = "", command: str = "", action: str = "failed",
+              dsn: bool = True) -> str:
+    """Sisimai's reason name for one recipient (`dsn`: the command is known to be named when there was one)."""
     if action == "delivered" or status.startswith("2."):
         return "delivered"
     if action == "delayed" and not diagnostic:
@@ -197,8 +205,10 @@ def reason_of(diagnostic: str, status: str = "", command: str = "", action: str 
     if reason == "hostunknown" and status.startswith("4."):
         return "networkerror"
     if reason == "userunknown" and (status in ("", "5.0.0", "4.0.0") or specific == "filtered") and \
-            command.upper() not in ("RCPT", "MAIL"):
+            command.upper() not in ("RCPT", "MAIL") and (dsn or command.upper() == "DATA"):
         return "filtered"
+    if reason == "blocked" and command.upper() == "MAIL" and not _LISTED.search(diagnostic.lower()):
+        return "rejected"
     if reason == "rejected" and command.upper() in ("MAIL", "DATA") and specific == "userunknown":
         return "userunknown"
     if not reason:

@@ -39,10 +39,21 @@ def _values(fields: Message, name: str) -> list[str]:
         return []
 
 
+def _microsoft_jmrp(doc: Document) -> tuple[Feedback, list[Bounced]] | None:
+    """Hotmail/Outlook.com's older complaint: the message returned whole, the complainant in X-HmXmrOriginalRecipient."""
+    complainant = header_text(doc.returned, "X-HmXmrOriginalRecipient").strip().strip("<>")
+    if not complainant or "@" not in complainant:
+        return None
+    report = {"feedback_type": "abuse", "user_agent": "Microsoft JMRP", "original_rcpt_to": [complainant],
+              "source_ip": header_text(doc.returned, "X-Reporter-IP").strip()}
+    return Feedback("abuse", "Microsoft JMRP", "", report), [
+        Bounced(complainant, "feedback", "", kind="complaint", action="complained", diagnostic="abuse")]
+
+
 def read(doc: Document) -> tuple[Feedback, list[Bounced]] | None:
     fields = _fields(doc)
     if fields is None:
-        return None
+        return _microsoft_jmrp(doc) if doc.returned is not None else None
     one = {name: (_values(fields, name) or [""])[0] for name in SINGLE}
     feedback_type = (one["Feedback-Type"] or "abuse").strip().lower()
     rcpt_to = [v.strip("<>") for v in _values(fields, "Original-Rcpt-To")]
