@@ -86,6 +86,8 @@ class Document:
     status_part: Message | None = None
     returned: Message | None = None
     returned_text: str = ""
+    deadline: float = 0.0
+    forwarded: bool = False
 
     def header(self, name: str) -> str:
         return header_text(self.message, name)
@@ -117,7 +119,8 @@ def walk(message: Message, deadline: float) -> list[Message]:
 
 
 def prepare(message: Message, deadline: float) -> Document:
-    doc = Document(message, subject=header_text(message, "Subject"), sender=header_text(message, "From"))
+    doc = Document(message, subject=header_text(message, "Subject"), sender=header_text(message, "From"),
+                   deadline=deadline)
     doc.parts = walk(message, deadline)
     texts: list[str] = []
     returned_inside: set[int] = set()
@@ -132,6 +135,8 @@ def prepare(message: Message, deadline: float) -> Document:
                 doc.returned = _returned(part)
                 doc.returned_text = payload_text(part) if ctype.endswith("headers") else ""
             returned_inside.update(id(p) for p in walk(part, deadline)[1:])
+        elif part.get_content_maintype() == "multipart" and not part.is_multipart() and len(texts) < 4:
+            texts.append(payload_text(part))  # its boundary never came: the body is all there is
         elif part.get_content_maintype() == "text" and not part.is_multipart() and len(texts) < 4:
             if ctype == "text/html" and texts:
                 continue

@@ -108,12 +108,26 @@ def _read(doc: Document) -> Reading:
         found = flufl_detectors.read(doc)
         if found:
             return _bounce(doc, flufl_detectors.NAME, found, excluded)
+    forwarded = _forwarded(doc)
+    if forwarded is not None:
+        return forwarded
     signals = rfc3834.signals(doc)
     if signals:
         sender = prose.addresses_in(doc.sender)
         recipients = [Bounced(a, "vacation", "", kind="none", action="replied") for a in sorted(sender)[:1]]
         return Reading("auto-reply", "rfc3834", recipients, doc.returned, signals=signals)
     return Reading("none", "", returned=doc.returned)
+
+
+def _forwarded(doc: Document) -> Reading | None:
+    """A bounce someone forwarded as an attachment: read the attached report itself (one level only)."""
+    inner = doc.returned
+    if inner is None or inner.get_content_type() != "multipart/report" or doc.forwarded:
+        return None
+    inner_doc = prepare(inner, doc.deadline)
+    inner_doc.forwarded = True
+    reading = _read(inner_doc)
+    return reading if reading.kind in ("bounce", "complaint") else None
 
 
 def _looks_like_bounce(doc: Document) -> bool:

@@ -17,6 +17,7 @@ from functions.inbound.bounces.document import Document, header_text, payload_te
 from functions.inbound.bounces.reading import Bounced
 
 _ADDRESS = re.compile(r"<?([^\s<>;\"()]+@[^\s<>;\"()]+?)>?[.,]?$")
+_QUOTED = re.compile(r'^<?("[^"<>]{1,64}"@[A-Za-z0-9.\-]+)>?$')
 _COMMAND = re.compile(r"\b(RCPT TO|MAIL FROM|DATA|end of data|HELO|EHLO|CONNECT|RCPT|MAIL_FROM|RCPT_TO)\b", re.I)
 _FIELDS = re.compile(r"^(Final-Recipient|Original-Recipient|Action|Status|Diagnostic-Code|Remote-MTA|Reporting-MTA)"
                      r"\s*:", re.I | re.M)
@@ -26,6 +27,9 @@ def address_of(value: str) -> str:
     """`rfc822; user@example.com` → user@example.com (empty when there is no address)."""
     kind, sep, rest = (value or "").partition(";")
     candidate = (rest if sep else kind).strip()
+    quoted = _QUOTED.search(candidate)
+    if quoted:
+        return quoted.group(1)
     found = _ADDRESS.search(candidate.split()[-1]) if candidate.split() else None
     return found.group(1).strip("<>").rstrip(".") if found else ""
 
@@ -62,9 +66,26 @@ def _status_blocks(part: Message) -> list[Message]:
     return blocks(payload_text(part))
 
 
+def _per_recipient(block: Message) -> list[Message]:
+    """A block as one block per recipient: some MTAs (AOL) run the recipients' fields together."""
+    try:
+        if len(block.get_all("Final-Recipient") or []) < 2:
+            return [block]
+        groups: list[Message] = [Message()]
+        for key, value in block.items():
+            name = key.lower()
+            seen = {k.lower() for k in groups[-1].keys()}
+            if name in ("final-recipient", "original-recipient") and "final-recipient" in seen:
+                groups.append(Message())
+            groups[-1][key] = value
+        return groups
+    except Exception:
+        return [block]
+
+
 def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
     reporting, out = "", []
-    for block in found:
+    for block in (one for whole in found for one in _per_recipient(whole)):
         if not reporting:
             reporting = field_value(header_text(block, "Reporting-MTA"))
         final = address_of(header_text(block, "Final-Recipient"))
