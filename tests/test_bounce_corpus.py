@@ -23,7 +23,7 @@ DOMAIN = "bounces.example"
 
 # What the readers reach today; the goals (bounce_corpus.GOALS) are asserted where reached, and the
 # rest is held at its level so it can only go up.
-REACHED = {"recognised": 0.97, "recipients": 0.97, "hard_soft": 0.89, "reasons": 0.73}
+REACHED = {"recognised": 0.97, "recipients": 0.97, "hard_soft": 0.92, "reasons": 0.79}
 
 
 def _read(raw: bytes) -> tuple[str, list[dict]]:
@@ -117,6 +117,25 @@ READERS = {
         "Hello member@pds.example,\n\nWe're writing to let you know that the group you tried to contact (team) may"
         " not exist, or you may not have permission to post messages to the group.\n\nGoogle Groups\n"),
         "googlegroups", [("team@googlegroups.com", "rejected", "soft")]),
+    "imailserver": (_mail(
+        "From: Postmaster <postmaster@example.org>\nSubject: Undeliverable Mail\nX-Mailer: <SMTP32 v8.22>",
+        "Unknown user: someone@example.org\n\nOriginal message follows.\n\nFrom: member@pds.example\n"),
+        "imailserver", [("someone@example.org", "userunknown", "hard")]),
+    "notes": (_mail(
+        "From: POSTMASTER@gw.example.org\nSubject: Undeliverable message",
+        "------- Failure Reasons  --------\n\nUser not listed in public Name & Address Book\nsomeone@example.org\n"
+        "\n------- Returned Message --------\nFrom: member@pds.example\n"), "notes",
+        [("someone@example.org", "userunknown", "hard")]),
+    "mcafee": (_dsn(
+        "Delivery failed.", "Reporting-MTA: dns; gw.example.org\n\nFinal-Recipient: rfc822; someone@example.org\n"
+        "Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 Unknown user someone@example.org",
+        "From: MAILER-DAEMON@gw.example.org\nSubject: Delivery Status\nX-NAI-Header: Modified by McAfee Email "
+        "Gateway"), "mcafee", [("someone@example.org", "userunknown", "hard")]),
+    "verizon": (_mail(
+        "From: MMSC NDR Administrator <sysadmin@m01.vzwpix.com>\nSubject: Undeliverable Message",
+        "Message could not be delivered to mobile.\nError: No valid recipients for this MM\nOriginal Message:\n"
+        "From: member@pds.example\nTo: 5550100@vzwpix.com\nSubject: hi\n"), "verizon",
+        [("5550100@vzwpix.com", "userunknown", "hard")]),
     "rfc3464": (_dsn(
         "Delivery has failed to these recipients.", "Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: "
         "rfc822; moved@example.org\nAction: failed\nStatus: 5.1.6\nDiagnostic-Code: smtp; 550 5.1.6 Recipient "

@@ -45,7 +45,8 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
         if hit is not None:
             address = hit[0].strip(".").lower()
             if address.split("@")[-1].count(".") and address not in excluded and "mail from" not in line.lower():
-                if current is not None and found.get(hit[0].strip(".")) is current:
+                if hit[0].strip(".") in found:
+                    current = found[hit[0].strip(".")]
                     current.append(line.strip())  # the reply names the address again: it is the diagnostic
                     continue
                 current = found.setdefault(hit[0].strip("."), [])

@@ -95,8 +95,9 @@ def _read(doc: Document) -> Reading:
     for family in lhost.FAMILIES:
         if family.recognises(doc):
             found = family.read(doc)
-            if found:
-                return _bounce(doc, family.NAME, found, excluded)
+            reading = _bounce(doc, family.NAME, found, excluded) if found else None
+            if reading is not None and reading.kind == "bounce":
+                return reading
     dsn = rfc3464.read(doc)
     if dsn is not None:
         reporting, found = dsn
@@ -163,7 +164,7 @@ def _near(lines: list[str], address: str, alone: bool) -> str:
 
 def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str], reporting: str = "") -> Reading:
     context = " ".join(" ".join(doc.lines[:80]).split())[:1500]
-    dsn = doc.status_part is not None
+    dsn = True  # the command rule holds for prose too; the MTA readers that know better set the reason
     delayed = reader not in ("rfc3464", "postfix", "sendmail") and bool(
         _DELAYED.search(doc.subject) or _DELAYED.search(context))
     recipients = []

@@ -34,6 +34,7 @@ TEXT = [
                         r"not (a )?(local|valid) (host|domain).{0,60}relay", r"insecure mail relay")),
     ("virusdetected", _any(r"\bvirus(es)?\b.{0,60}(detected|found|infected)", r"infected with", r"malware",
                            r"message contains a virus", r"\bvirus\b")),
+    ("blocked", _any(r"ip reputation", r"low reputation", r"(ip|sender|domain) reputation")),
     ("toomanyconn", _any(r"too many (connections|concurrent|simultaneous|sessions)", r"connection (rate )?limit",
                          r"too many smtp sessions", r"frequency limited", r"too many recipients", r"exceeded the maximum number of connections",
                          r"max(imum)? (number of )?connections")),
@@ -71,13 +72,14 @@ TEXT = [
                      r"spamhaus", r"spamcop", r"barracuda", r"sorbs", r"\bblocked\b", r"your ip", r"client host .{0,60} blocked",
                      r"(ip|host|address|network|domain) .{0,60}(is |has been )?(listed|blocked|banned|blacklisted)",
                      r"listed (on|in|at|by)", r"reverse (dns|lookup)", r"\bptr\b", r"\brdns\b",
-                     r"poor reputation", r"bad reputation", r"reputation", r"access denied",
+                     r"poor reputation", r"bad reputation", r"reputation",
                      r"connection (refused|rejected|denied)", r"not allowed to send", r"refused to talk",
                      r"dynamic ip", r"residential", r"smtp server of your isp",
                      r"(your|the) (server|ip|host|domain) (is|has been) (not )?(allowed|permitted|rejected|refused|banned)",
                      r"helo (command )?rejected", r"(invalid|bad) (helo|ehlo)", r"host(name)? (lookup|name) failed",
                      r"user complaints", r"not accepting connections", r"rejected by (our |the )?(local )?policy")),
     ("policyviolation", _any(r"policy (violation|reasons|rejection)", r"header error",
+                             r"potential security (issue|risk|threat)",
                              r"multiple .{0,20}addresses in from", r"violat(es|ion of) .{0,60}polic(y|ies)",
                              r"prohibited (attachment|file)", r"attachment .{0,60}(not allowed|prohibited|blocked)",
                              r"content (policy|filter)", r"message (contains|has) .{0,60}(prohibited|forbidden|not allowed)",
@@ -130,7 +132,7 @@ TEXT = [
                          r"local (error|problem)", r"temporary (local )?problem", r"mail system problem",
                          r"i/o error", r"configuration error", r"service (is )?(currently )?(not )?(unavailable|available)",
                          r"remote server", r"unexpected", r"shutting down")),
-    ("syntaxerror", _any(r"syntax error", r"command (not recognized|unrecognized)", r"unrecognized command",
+    ("syntaxerror", _any(r"syntax error", r"improper sequence", r"command (not recognized|unrecognized)", r"unrecognized command",
                          r"bad sequence", r"command not implemented")),
     ("mailererror", _any(r"mailer error", r"x-unix", r"procmail", r"command output", r"exit (code|status)",
                          r"child status")),
@@ -156,7 +158,8 @@ STATUS = {
     "7.24": "securityerror", "7.25": "blocked", "7.26": "blocked", "7.27": "notaccept",
 }
 
-_LISTED = re.compile(r"list|spamhaus|spamcop|relay|reputation")
+_LISTED = re.compile(r"list|spamhaus|spamcop|relay|reputation|complaints|volume|\bisp\b|\bspf\b")
+_CONTINUATION = re.compile(r"(?<=\s)[245]\d\d-(?:[245]\.\d{1,3}\.\d{1,3}\s)?")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY = re.compile(r"(?<![\d.])([245])\d\d(?![\d.])")
 
@@ -193,13 +196,13 @@ def reason_of(diagnostic: str, status: str = "", command: str = "", action: str 
         return "delivered"
     if action == "delayed" and not diagnostic:
         return "expired"
-    reason = by_text(" ".join((diagnostic or "").split()))
+    reason = by_text(_CONTINUATION.sub("", " ".join((diagnostic or "").split())))
     specific = by_status(status)
     if reason in ("", "rejected", "systemerror", "networkerror", "securityerror") and specific in (
             "userunknown", "hostunknown", "mailboxfull", "hasmoved", "suspend", "mesgtoobig", "exceedlimit",
             "norelaying", "notaccept", "toomanyconn", "blocked"):
         reason = specific
-    if specific == "blocked" and reason in ("policyviolation", "securityerror"):
+    if specific == "blocked" and reason in ("policyviolation", "securityerror", "spamdetected"):
         reason = specific
     reason = reason or specific
     if reason == "hostunknown" and status.startswith("4."):

@@ -75,7 +75,8 @@ def _per_recipient(block: Message) -> list[Message]:
         for key, value in block.items():
             name = key.lower()
             seen = {k.lower() for k in groups[-1].keys()}
-            if name in ("final-recipient", "original-recipient") and "final-recipient" in seen:
+            if (name == "final-recipient" and "final-recipient" in seen) or (
+                    name == "original-recipient" and seen & {"action", "status"}):
                 groups.append(Message())
             groups[-1][key] = value
         return groups

@@ -3,6 +3,15 @@
 A module has NAME, recognises(doc) and read(doc) -> list[Bounced] | None;
 FAMILIES is the order they are asked in (the most specific first).
 """
-from functions.inbound.bounces.lhost import exchange, googlegroups, postfix, sendmail
+from functions.inbound.bounces.lhost import (
+    exchange,
+    googlegroups,
+    imailserver,
+    mcafee,
+    notes,
+    postfix,
+    sendmail,
+    verizon,
+)
 
-FAMILIES = [googlegroups, exchange, postfix, sendmail]
+FAMILIES = [googlegroups, exchange, mcafee, imailserver, notes, verizon, postfix, sendmail]
