@@ -56,6 +56,9 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
                     break
                 continue
         if current is None:
+            named = next((text for address, text in found.items() if address.lower() in line.lower()), None)
+            if named is not None and len(named) < 12:
+                named.append(line.strip())  # a reply further down that names the address
             continue
         if line.strip():
             if len(current) < 12:

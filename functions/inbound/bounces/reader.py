@@ -179,7 +179,7 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
         rcpt.command = rcpt.command or rfc3464.command_of(_near(doc.lines, rcpt.recipient, len(found) == 1))
         if not rcpt.reason:
             rcpt.reason = reasons.reason_of(rcpt.diagnostic, rcpt.status, rcpt.command, rcpt.action, dsn)
-            if rcpt.reason in ("onhold", "undefined") and context:
+            if rcpt.reason in ("onhold", "undefined") and context and not reasons.by_status(rcpt.status):
                 rcpt.status = rcpt.status or reasons.status_in(context)
                 rcpt.reason = reasons.reason_of(context, rcpt.status, rcpt.command or rfc3464.command_of(context),
                                                 rcpt.action, dsn)

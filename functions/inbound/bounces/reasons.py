@@ -21,6 +21,10 @@ def _any(*phrases: str) -> re.Pattern:
 
 # Ordered: the first reason whose wording matches wins.
 TEXT = [
+    ("norelaying", _any(r"(not configured|not allowed|not permitted) to relay", r"relay(ing)? (access )?denied")),
+    ("networkerror", _any(r"name service error", r"(unable|not able|wasn.?t able) to establish (an )?smtp connection")),
+    ("systemerror", _any(r"ldap (server|lookup)")),
+    ("policyviolation", _any(r"potential security (issue|risk|threat)", r"unauthenticated email")),
     ("rejected", _any(r"sender (address )?(is |was )?(rejected|refused|denied|blocked|invalid|unknown|verify failed)",
                       r"(mail from|envelope sender|sender domain|sender address|from address|return path) .{0,40}(rejected|refused|denied|not allowed|invalid|unknown|does not exist)",
                       r"domain of sender", r"sender not (allowed|permitted)", r"bad sender", r"invalid sender",
@@ -41,10 +45,10 @@ TEXT = [
     ("speeding", _any(r"too many (messages|recipients|emails) (from|sent|in)", r"sending rate",
                       r"rate limit(ed)?\b", r"please slow down", r"throttl")),
     ("exceedlimit", _any(r"message (size )?exceeds? (the )?(local|fixed|maximum) (message )?size",
-                         r"exceeded (the )?message size", r"exceeds? (the )?(local|fixed) maximum", r"message length exceeds", r"size limit exceeded")),
+                         r"exceeded (the )?message size", r"exceeds? (the )?(local|fixed) maximum", r"message length exceeds")),
     ("mesgtoobig", _any(r"message (is )?too (big|large)", r"message size exceeds", r"size exceeds",
                         r"exceeds (the )?(maximum|size) (message )?(size|limit)", r"mail size limit",
-                        r"message file too big", r"line too long", r"size exceeded")),
+                        r"message file too big", r"line too long", r"size exceeded", r"size limit exceeded")),
     ("mailboxfull", _any(r"mailbox (is )?full", r"mail ?box.{0,60}full", r"(over|exceeded?|exceeds|exceeding)( (the|his|her|their|its|storage))? ?quota",
                          r"quota (exceeded|full|violation)", r"\bis full\b", r"insufficient (disk|system)? ?(space|storage)",
                          r"(disk|storage|mailfolder|mailbox) (space )?(is )?(full|exceeded)",
@@ -68,11 +72,11 @@ TEXT = [
                           r"message (looks|appears) (like|to be) (spam|unsolicited)", r"spamhaus.{0,60}content",
                           r"classified as (spam|junk)", r"spam(my|ish)", r"\buce\b", r"score", r"\bphish")),
     ("policyviolation", _any(r"dmarc")),
-    ("blocked", _any(r"\bspf\b", r"unauthenticated email", r"dkim", r"block ?list(ed)?", r"black ?list(ed)?", r"deny ?list", r"\brbl\b", r"\bdnsbl\b",
+    ("blocked", _any(r"\bspf\b", r"dkim", r"block ?list(ed)?", r"black ?list(ed)?", r"deny ?list", r"\brbl\b", r"\bdnsbl\b",
                      r"spamhaus", r"spamcop", r"barracuda", r"sorbs", r"\bblocked\b", r"your ip", r"client host .{0,60} blocked",
                      r"(ip|host|address|network|domain) .{0,60}(is |has been )?(listed|blocked|banned|blacklisted)",
                      r"listed (on|in|at|by)", r"reverse (dns|lookup)", r"\bptr\b", r"\brdns\b",
-                     r"poor reputation", r"bad reputation", r"reputation",
+                     r"poor reputation", r"bad reputation", r"reputation", r"banned (sending )?ip", r"removal from (this|the) list",
                      r"connection (refused|rejected|denied)", r"not allowed to send", r"refused to talk",
                      r"dynamic ip", r"residential", r"smtp server of your isp",
                      r"(your|the) (server|ip|host|domain) (is|has been) (not )?(allowed|permitted|rejected|refused|banned)",
@@ -116,7 +120,7 @@ TEXT = [
     ("systemfull", _any(r"(system|server|disk) (is )?full", r"out of (disk|memory)", r"insufficient system storage",
                         r"insufficient system resources")),
     ("expired", _any(r"(delivery|retry) (time|timeout|period)? ?(expired|exceeded)", r"expired", r"given up",
-                     r"gave up", r"too long", r"could not be delivered (within|for)", r"cannot send message for",
+                     r"gave up", r"too long", r"(could not|was not|not) (be |been )?delivered (within|for)", r"cannot send message for",
                      r"retry time", r"unable to deliver (this )?message for", r"has not been delivered for",
                      r"queue ?time", r"giving up", r"no answer from", r"will be retried", r"timed? ?out",
                      r"did not accept our requests to connect", r"host not reachable", r"could not connect",
@@ -124,7 +128,7 @@ TEXT = [
     ("networkerror", _any(r"network (error|unreachable|is unreachable)", r"connection (reset|closed|dropped|lost)",
                           r"lost connection", r"routing loop", r"loop (was )?detected", r"too many hops",
                           r"mail loop", r"hop count exceeded", r"broken pipe", r"no route to host",
-                          r"name service error", r"refused to accept your message", r"temporary (failure|error)",
+                          r"refused to accept your message",
                           r"try again later")),
     ("contenterror", _any(r"(bad|invalid|illegal) (message )?(content|header|character|mime)", r"header (error|syntax)",
                           r"message header", r"8-?bit", r"encoding", r"contains (invalid|illegal|bad)")),
@@ -136,7 +140,7 @@ TEXT = [
                          r"bad sequence", r"command not implemented")),
     ("mailererror", _any(r"mailer error", r"x-unix", r"procmail", r"command output", r"exit (code|status)",
                          r"child status")),
-    ("rejected", _any(r"rejected", r"refused", r"denied")),
+    ("_rejected", _any(r"rejected", r"refused", r"denied")),
 ]
 
 # RFC 3463 subject.detail → reason, used when the text names no cause.
@@ -144,7 +148,7 @@ STATUS = {
     "1.1": "userunknown", "1.2": "hostunknown", "1.3": "userunknown", "1.4": "userunknown", "1.5": "userunknown",
     "1.6": "hasmoved", "1.7": "rejected", "1.8": "rejected", "1.9": "rejected", "1.10": "notaccept",
     "2.0": "filtered", "2.1": "suspend", "2.2": "mailboxfull", "2.3": "exceedlimit", "2.4": "systemerror",
-    "3.0": "systemerror", "3.1": "systemfull", "3.2": "notaccept", "3.3": "systemerror", "3.4": "mesgtoobig",
+    "3.0": "onhold", "3.1": "systemfull", "3.2": "notaccept", "3.3": "systemerror", "3.4": "mesgtoobig",
     "3.5": "systemerror",
     "4.0": "networkerror", "4.1": "networkerror", "4.2": "networkerror", "4.3": "systemerror", "4.4": "hostunknown",
     "4.5": "toomanyconn", "4.6": "networkerror", "4.7": "expired",
@@ -198,7 +202,9 @@ def reason_of(diagnostic: str, status: str = "", command: str = "", action: str 
         return "expired"
     reason = by_text(_CONTINUATION.sub("", " ".join((diagnostic or "").split())))
     specific = by_status(status)
-    if reason in ("", "rejected", "systemerror", "networkerror", "securityerror") and specific in (
+    if reason == "_rejected":
+        reason = specific if specific and specific != "userunknown" else "rejected"
+    if reason in ("", "rejected", "systemerror", "networkerror", "securityerror", "expired") and specific in (
             "userunknown", "hostunknown", "mailboxfull", "hasmoved", "suspend", "mesgtoobig", "exceedlimit",
             "norelaying", "notaccept", "toomanyconn", "blocked"):
         reason = specific
@@ -207,13 +213,15 @@ def reason_of(diagnostic: str, status: str = "", command: str = "", action: str 
     reason = reason or specific
     if reason == "hostunknown" and status.startswith("4."):
         return "networkerror"
-    if reason == "userunknown" and (status in ("", "5.0.0", "4.0.0") or specific == "filtered") and \
+    if reason == "userunknown" and (status.split(".")[1:2] in ([], ["0"], ["7"]) or specific == "filtered") and \
             command.upper() not in ("RCPT", "MAIL") and (dsn or command.upper() == "DATA"):
         return "filtered"
     if reason == "blocked" and command.upper() == "MAIL" and not _LISTED.search(diagnostic.lower()):
         return "rejected"
     if reason == "rejected" and command.upper() in ("MAIL", "DATA") and specific == "userunknown":
         return "userunknown"
+    if reason == "rejected" and command.upper() in ("CONNECT", "HELO", "EHLO"):
+        return "blocked"
     if not reason:
         return "onhold" if status in ("", "5.0.0", "4.0.0") else "undefined"
     return reason

@@ -18,7 +18,7 @@ from functions.inbound.bounces.reading import Bounced
 
 _ADDRESS = re.compile(r"<?([^\s<>;\"()]+@[^\s<>;\"()]+?)>?[.,]?$")
 _QUOTED = re.compile(r'^<?("[^"<>]{1,64}"@[A-Za-z0-9.\-]+)>?$')
-_COMMAND = re.compile(r"\b(RCPT TO|MAIL FROM|DATA|end of data|HELO|EHLO|CONNECT|RCPT|MAIL_FROM|RCPT_TO)\b", re.I)
+_COMMAND = re.compile(r"\b(initial connection|RCPT TO|MAIL FROM|DATA|end of data|HELO|EHLO|CONNECT|RCPT|MAIL_FROM|RCPT_TO)\b", re.I)
 _FIELDS = re.compile(r"^(Final-Recipient|Original-Recipient|Action|Status|Diagnostic-Code|Remote-MTA|Reporting-MTA)"
                      r"\s*:", re.I | re.M)
 
@@ -50,7 +50,7 @@ def command_of(text: str) -> str:
         return ""
     word = found.group(1).upper()
     return {"RCPT TO": "RCPT", "RCPT_TO": "RCPT", "MAIL FROM": "MAIL", "MAIL_FROM": "MAIL",
-            "END OF DATA": "DATA"}.get(word, word)
+            "END OF DATA": "DATA", "INITIAL CONNECTION": "CONNECT"}.get(word, word)
 
 
 def blocks(text: str) -> list[Message]:

@@ -14,8 +14,7 @@ NAME = "googlegroups"
 
 def recognises(doc: Document) -> bool:
     return "googlemail.com" in doc.sender.lower() and doc.has_header("X-Failed-Recipients") and (
-        "groups.google" in doc.text or "Google Group" in doc.text or doc.has_header("X-Google-Group-Id")
-        or "google-groups" in doc.header("X-Failed-Recipients").lower())
+        "groups.google" in doc.text or "Google Group" in doc.text or doc.has_header("X-Google-Group-Id"))
 
 
 def read(doc: Document) -> list[Bounced] | None:

@@ -53,5 +53,7 @@ def read(doc: Document) -> list[Bounced] | None:
         told = said.get(rcpt.recipient.lower())
         if told is not None:
             rcpt.command = rcpt.command or told.command
-            rcpt.diagnostic = rcpt.diagnostic or told.diagnostic
+            # The DSN keeps the first line of a multi-line reply; the transcript keeps all of it.
+            if re.match(r"\d{3}-", rcpt.diagnostic) and told.diagnostic not in rcpt.diagnostic:
+                rcpt.diagnostic = f"{rcpt.diagnostic} {told.diagnostic}".strip()
     return dsn[1]
