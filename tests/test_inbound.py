@@ -315,7 +315,7 @@ def test_a_dsn_from_postfix_comes_home_to_the_member(postfix_world):
     assert bounces["nobody@recipient.test"]["status"] == "5.1.1"
     assert bounces["nobody@recipient.test"]["reason"] == "userunknown"
     assert bounces["stuffed@recipient.test"]["kind"] == "soft"
-    assert bounces["stuffed@recipient.test"]["reason"] == "mailbox full"
+    assert bounces["stuffed@recipient.test"]["reason"] == "mailboxfull"
     s = session(relay, "submission")
     s.login(DOMAIN, member["apiKey"])
     s.mail(f"noreply@{DOMAIN}")
