@@ -189,4 +189,5 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
         recipients.append(rcpt)
     if not recipients:
         return Reading("none", reader, returned=doc.returned)
-    return Reading("bounce", reader, recipients, doc.returned, reporting_mta=reporting)
+    return Reading("bounce", reader, recipients, doc.returned,
+                   reporting_mta=reporting or rfc3464.reporting_mta(doc))

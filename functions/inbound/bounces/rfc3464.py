@@ -104,6 +104,14 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
     return reporting, out
 
 
+def reporting_mta(doc: Document) -> str:
+    """The per-message Reporting-MTA of the report, when it has a delivery-status part."""
+    if doc.status_part is None:
+        return ""
+    found = _status_blocks(doc.status_part)
+    return field_value(header_text(found[0], "Reporting-MTA")) if found else ""
+
+
 def read(doc: Document) -> tuple[str, list[Bounced]] | None:
     """The report's recipients from its delivery-status part, or from DSN fields in its text."""
     if doc.status_part is not None:
