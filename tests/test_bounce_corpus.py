@@ -295,3 +295,13 @@ def test_classify_prints_a_line_for_every_file_whatever_happens(relay, tmp_path)
     assert out[2]["classification"] == "unknown"
     assert out[3]["classification"] == "bounce"
     assert result.returncode == 1
+
+
+def test_a_dsn_naming_thousands_of_recipients_is_read_up_to_the_cap():
+    fields = "".join(f"Final-Recipient: rfc822; u{i}@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+                     for i in range(6000))
+    raw = _dsn("Delivery failed.", "Reporting-MTA: dns; mx.example.net\r\n\r\n" + fields)
+    started = time.monotonic()
+    reading = bounces.read(bounces.parse(raw))
+    assert reading.kind == "bounce" and len(reading.recipients) == 500
+    assert time.monotonic() - started < 2.5

@@ -112,7 +112,8 @@ def walk(message: Message, deadline: float) -> list[Message]:
             raise Unreadable(f"more than {MAX_PARTS} MIME parts")
         if time.monotonic() > deadline:
             raise Unreadable(f"reading took longer than {MAX_SECONDS:g}s")
-        payload = part.get_payload() if part.is_multipart() else None
+        # The blocks of a delivery-status part are fields, not MIME parts: rfc3464 reads them with its own cap.
+        payload = part.get_payload() if part.is_multipart() and part.get_content_type() not in STATUS_TYPES else None
         if isinstance(payload, list):
             stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
     return parts

@@ -17,6 +17,7 @@ from functions.inbound.bounces.document import Document, header_text, payload_te
 from functions.inbound.bounces.reading import Bounced
 
 _ADDRESS = re.compile(r"<?([^\s<>;\"()]+@[^\s<>;\"()]+?)>?[.,]?$")
+MAX_RECIPIENTS = 500
 _QUOTED = re.compile(r'^<?("[^"<>]{1,64}"@[A-Za-z0-9.\-]+)>?$')
 _COMMAND = re.compile(r"\b(initial connection|RCPT TO|MAIL FROM|DATA|end of data|HELO|EHLO|CONNECT|RCPT|MAIL_FROM|RCPT_TO)\b", re.I)
 _FIELDS = re.compile(r"^(Final-Recipient|Original-Recipient|Action|Status|Diagnostic-Code|Remote-MTA|Reporting-MTA)"
@@ -89,6 +90,8 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
     for block in (one for whole in found for one in _per_recipient(whole)):
         if not reporting:
             reporting = field_value(header_text(block, "Reporting-MTA"))
+        if len(out) >= MAX_RECIPIENTS:
+            break
         final = address_of(header_text(block, "Final-Recipient"))
         if "." not in final.rpartition("@")[2]:  # an internal routing name: the address we sent to is better
             final = address_of(header_text(block, "Original-Recipient")) or final
