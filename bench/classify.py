@@ -1,5 +1,10 @@
 """Inbound classification: how right and how fast, on real-world bounces and feedback reports.
 
+Against Sisimai: the five measures of issue 15 on Sisimai's public corpus
+(tests/data/bounces-sisimai) through the same function: bounces recognised,
+bounced recipients found, hard/soft and reason agreement, feedback reports
+read as complaints.
+
 Classifier alone: every file of flufl.bounce's real-world corpus (fetched by
 tests/setup/install-deps.sh into tests/.cache) and the RFC 5965 example
 feedback reports go through the `classify-inbound` function exactly as
@@ -94,7 +99,11 @@ def score(platform) -> tuple[dict[str, float], list[str]]:
         arf_right += result.get("classification") == "complaint"
         if result.get("classification") != "complaint":
             misses.append(f"{path.name}: {result.get('classification')} (expected complaint)")
+    sisimai = bounce_corpus.score(lambda raw: _sisimai_reading(platform, raw))
+    misses.extend(f"sisimai {line}" for line in sisimai.misses)
     return {
+        **sisimai.as_dict(),
+        **{f"sisimai_{measure}_pct": 100.0 * sisimai.ratio(measure) for measure in bounce_corpus.GOALS},
         "classify_corpus_files": len(samples),
         "classify_corpus_right": right,
         "classify_corpus_accuracy_pct": 100.0 * right / len(samples),
@@ -106,6 +115,11 @@ def score(platform) -> tuple[dict[str, float], list[str]]:
         "classify_arf_examples_right": arf_right,
         "classify_arf_examples": len(arf_files),
     }, misses
+
+
+def _sisimai_reading(platform, raw: bytes) -> tuple[str, list[dict]]:
+    result = _classify(platform, raw)
+    return result.get("classification") or "", result.get("recipients") or []
 
 
 def speed(platform, seconds: float = 3.0) -> float:

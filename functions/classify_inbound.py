@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from functions.inbound import addresses, attribution, forwarder, relay_proof, report_auth
+from functions.inbound import addresses, attribution, bounces, forwarder, relay_proof, report_auth
 from functions.inbound.attribution import Attribution, Decision
 from functions.inbound.bounce_reasons import Classification
 from functions.inbound.classifier import RecipientOutcome, Verdict, classify
@@ -53,7 +53,7 @@ def _subject(message: email.message.Message) -> str:
 
 def handler(event: dict, context: LambdaContext) -> dict:
     raw = payload.as_bytes(event.get("content") or event.get("message"))
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message = bounces.parse(raw)  # headers only when the MIME structure is over the reading bounds
     envelope = event.get("envelope") or {}
     settings = context.settings
     conn = context.store.connection()

@@ -225,17 +225,25 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent)."""
+    """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent).
+
+    A file that cannot be read or classified still gets its line, with the reason, and the rest go on.
+    """
     platform = _platform(args)
+    failed = 0
     for name in args.files:
-        with open(name, "rb") as f:
-            raw = f.read()
-        result = _invoke(platform, "classify-inbound", {
-            "trigger": "classify", "dry_run": True, "message": raw})
-        print(json.dumps({"file": name, "classification": result.get("classification"),
-                          "member_did": result.get("member_did"), "recipients": result.get("recipients", [])}),
-              flush=True)
-    return 0
+        try:
+            with open(name, "rb") as f:
+                raw = f.read()
+            result = _invoke(platform, "classify-inbound", {
+                "trigger": "classify", "dry_run": True, "message": raw})
+            line = {"file": name, "classification": result.get("classification"),
+                    "member_did": result.get("member_did"), "recipients": result.get("recipients", [])}
+        except Exception as exc:  # one bad file must not hide the lines of the others
+            failed += 1
+            line = {"file": name, "classification": None, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        print(json.dumps(line), flush=True)
+    return 1 if failed else 0
 
 
 def _platform_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -174,7 +174,7 @@ def test_5xx_fails_at_once_and_counts_as_a_bounce(mail_relay, dns_server, sink_m
         "SELECT value FROM outbox WHERE topic = 'osprey.actions_input' ORDER BY id")]
     bounce = next(e["data"] for e in events if e["data"]["action_name"] == "bounce_received")
     assert bounce["data"]["kind"] == "hard" and bounce["data"]["status"] == "5.1.1"
-    assert bounce["data"]["reason"] == "mailbox unknown"
+    assert bounce["data"]["reason"] == "userunknown"
     assert relay.cli_json("queue")["spool"]["messages"] == 0
     s = session(relay, "submission")
     s.login(DOMAIN, member["apiKey"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from functions.inbound.bounce_reasons import Classification
+from functions.inbound.bounces.suppression_policy import suppresses
 from functions.members import suppression
 from functions.reputation import events
 from runtime.context import LambdaContext
@@ -33,7 +34,7 @@ def record_bounce(conn: sqlite3.Connection, context: LambdaContext, did: str, re
     now = context.clock.now()
     if queue_id and not claim(conn, queue_id, recipient, "bounce", now, inbound_id):
         return None
-    if result.kind == "hard":
+    if suppresses(result.reason, result.status):  # only a reason about the address itself
         suppression.add(conn, did, recipient, f"hard bounce: {result.reason} ({result.status})", f"bounce:{source}",
                         now, context.settings.suppressionTtl)
     return events.emit(conn, context, "bounce_received", {

@@ -1,0 +1,17 @@
+"""One reader per MTA family: each recognises its own bounces (headers, wording) and reads them its way.
+
+A module has NAME, recognises(doc) and read(doc) -> list[Bounced] | None;
+FAMILIES is the order they are asked in (the most specific first).
+"""
+from functions.inbound.bounces.lhost import (
+    exchange,
+    googlegroups,
+    imailserver,
+    mcafee,
+    notes,
+    postfix,
+    sendmail,
+    verizon,
+)
+
+FAMILIES = [googlegroups, exchange, mcafee, imailserver, notes, verizon, postfix, sendmail]
