@@ -16,9 +16,11 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from runtime.context import LambdaContext
 
-# Osprey's topics (SPEC): what happened in, what the rules made of it out.
+# Osprey's topics (docs/contract.md): what happened in, what the rules made of it out.
 ACTIONS_TOPIC = "osprey.actions_input"
 RESULTS_TOPIC = "osprey.execution_results"
+# Ours: actions the stream apps could not read, kept whole for the operator (dead letters).
+REJECTED_TOPIC = "osprey.actions_rejected"
 
 
 class _Event(Schema):
@@ -152,3 +154,23 @@ def parse_action(value: dict[str, Any]) -> tuple[int, str, dict[str, Any], str]:
     except (KeyError, TypeError, ValueError) as exc:
         raise EventError(f"not an Osprey action envelope: {exc!r}") from exc
     return action_id, name, data, str(value.get("send_time") or "")
+
+
+def admit(value: Any) -> tuple[int, str, dict[str, Any], str]:
+    """`parse_action`, then the checks the rules rely on: a sender, and our schema for the actions we know.
+
+    Actions come from any producer on the topic; one the rules cannot read is refused here, with
+    the reason, instead of failing somewhere inside them.
+    """
+    if not isinstance(value, dict):
+        raise EventError(f"not an Osprey action envelope: a JSON {type(value).__name__}")
+    action_id, name, data, send_time = parse_action(value)
+    if not isinstance(data.get("sender_did"), str) or not data["sender_did"]:
+        raise EventError(f"{name}: data.sender_did must be a non-empty string")
+    loader = _LOADERS.get(name)
+    if loader is not None:
+        try:
+            loader.load(data)
+        except ValidationError as exc:
+            raise EventError(f"{name}: {exc.messages}") from exc
+    return action_id, name, data, send_time

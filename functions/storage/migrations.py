@@ -152,4 +152,18 @@ MIGRATIONS = [
         PRIMARY KEY (client, hour)
     );
     """,
+    # 8: actions the stream apps could not read, kept whole for the operator (`atmos-relay events rejected`)
+    """
+    CREATE TABLE rejected_actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL UNIQUE,
+        action_id INTEGER,
+        action_name TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        rejected_by TEXT NOT NULL DEFAULT '',
+        rejected_at REAL NOT NULL,
+        received_at REAL NOT NULL
+    );
+    """,
 ]
