@@ -110,11 +110,6 @@ class EventBus:
             row = self.store.query_one("SELECT MAX(id) AS o FROM outbox WHERE topic = ?", (topic,))
         return int(row["o"] or 0) if row else 0
 
-    def lag(self, group: str, topic: str) -> int:
-        row = self.store.query_one(
-            "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND id > ?", (topic, self.committed(group, topic)))
-        return int(row["n"]) if row else 0
-
     def prune(self, older_than: float) -> int:
         """Drop records older than `older_than` that every consumer group of their topic has read.
 

@@ -160,9 +160,6 @@ class SegmentFiles:
             raise FileNotFoundError(f"segment {placement.segment} is shorter than its records")
         return data
 
-    def exists(self, segment: str) -> bool:
-        return (self.directory / f"{segment}{SUFFIX}").exists()
-
     def names(self) -> list[str]:
         return [p.name[:-len(SUFFIX)] for p in self.directory.iterdir() if p.name.endswith(SUFFIX)]
 

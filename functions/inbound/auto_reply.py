@@ -29,7 +29,3 @@ def signals(message: Message) -> list[str]:
     elif _SUBJECT.search(message.get("Subject") or "") and auto_submitted and auto_submitted != "no":
         found.append("auto-reply subject")
     return found
-
-
-def is_auto_reply(message: Message) -> bool:
-    return bool(signals(message))

@@ -33,9 +33,3 @@ def apply(conn: sqlite3.Connection, did: str, val: str, add: bool, src: str, rea
     else:
         conn.execute("DELETE FROM labels.member_labels WHERE uri = ? AND val = ?", (did, val))
     return True
-
-
-def log_since(conn: sqlite3.Connection, cursor: int, limit: int = 100) -> list[dict]:
-    return [dict(r) for r in conn.execute(
-        "SELECT id AS seq, src, uri, val, neg, cts FROM labels.label_log WHERE id > ? ORDER BY id LIMIT ?",
-        (cursor, limit))]
