@@ -3,7 +3,7 @@
 A handler publishes inside the same transaction as the state change the
 event describes, so an event exists if and only if its state does. Readers
 keep committed offsets per consumer group, as Kafka consumers do. With Kafka
-configured, `KafkaBridge` forwards the outbox to the brokers.
+configured, `runtime.kafka.OutboxPublisher` forwards the outbox to the brokers.
 """
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ class RelaySMTP(SMTP):
             return
         assert self.session is not None
         if not self.offers_auth or not self.session.extended_smtp:
-            await self._auth_refused("not_offered", "502 5.5.1 AUTH not available here")
+            await self._auth_refused("not_offered", replies.AUTH_NOT_OFFERED)
             return
         if not self.encrypted:
             await self._auth_refused("encryption_required", replies.AUTH_ENCRYPTION_REQUIRED)
@@ -120,7 +120,7 @@ class RelaySMTP(SMTP):
             return
         args = (arg or "").split()
         if not args or len(args) > 2:
-            await self._auth_refused("syntax", "501 5.5.4 Syntax: AUTH PLAIN [initial-response]")
+            await self._auth_refused("syntax", replies.AUTH_USAGE)
             return
         mechanism = args[0].upper()
         if mechanism != "PLAIN":
