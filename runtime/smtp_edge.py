@@ -72,6 +72,14 @@ class RelaySMTP(SMTP):
         self.offers_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
         super().__init__(edge.handler, **kwargs)
 
+    def connection_lost(self, error: Exception | None) -> None:
+        """The session's last fact: nothing more can come of it (a client that hung up mid-DATA spooled nothing)."""
+        peer = self.session.peer if self.session else None
+        super().connection_lost(error)
+        self.edge.log.info("smtp.disconnected", listener=self.listener.name, session=self.session_id,
+                           peer=peer[0] if isinstance(peer, tuple) else str(peer),
+                           peer_port=peer[1] if isinstance(peer, tuple) else None)
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parser, with a shortcut for plain paths (same results, see _PLAIN_PATH)."""
         match = _PLAIN_PATH.match(arg) if arg else None

@@ -10,7 +10,6 @@ import json
 import smtplib
 import socket
 import sqlite3
-import time
 
 import pytest
 
@@ -130,10 +129,8 @@ def test_from_domain_must_be_the_members(relay, member, listener):
 
 def test_auth_login_is_refused_at_once(relay, member):
     s = submission(relay)
-    started = time.monotonic()
     code, text = s.docmd("AUTH", "LOGIN")
-    assert code == 504 and b"use AUTH PLAIN" in text
-    assert time.monotonic() - started < 5
+    assert code == 504 and b"use AUTH PLAIN" in text  # an answer, not a 334 challenge left waiting
     s.quit()
     relay.wait_for("smtp.auth", result="unsupported_mechanism", mechanism="LOGIN")
 
@@ -232,8 +229,9 @@ def test_aborted_data_keeps_nothing(relay, member):
     assert cmd(b"DATA").startswith(b"354")
     f.write(f"From: app@{DOMAIN}\r\nSubject: cut off\r\n\r\npartial body".encode())
     f.flush()
-    tls.close()
-    time.sleep(0.5)
+    port = tls.getsockname()[1]
+    tls.unwrap().close()  # a clean TLS close, so the relay sees the end at once (not after its shutdown timeout)
+    relay.wait_for("smtp.disconnected", listener="smtps", peer_port=port)
     queue = relay.cli_json("queue")
     assert queue["summary"] == {} and queue["spool"]["messages"] == 0
 
