@@ -76,10 +76,10 @@ def test_every_event_comes_back_as_an_execution_result(reputation, tmp_path, ids
     relay = reputation.relay
     member = relay.enroll(DID, DOMAIN)
     assert send(relay, member, 2) == [250, 250]
-    names = wait_until(lambda: {e["action_name"] for e in relay_events(relay, DID)} >= {
-        "member_enrolled", "member_approved", "relay_attempt"} and {e["action_name"] for e in relay_events(relay, DID)},
-        what="results for enrol, approve and sends")
-    assert "relay_attempt" in names
+    wait_until(lambda: len(relay_events(relay, DID, "relay_attempt")) == 2, what="results of both sends")
+    # A member's events are in order on one partition: with the sends in, so are enrolment and approval.
+    names = [e["action_name"] for e in relay_events(relay, DID)]
+    assert names[:2] == ["member_enrolled", "member_approved"] and names.count("relay_attempt") == 2
     raw = json.loads(relay_events(relay, DID, "relay_attempt")[0]["raw"])
     assert raw["__action_id"] and raw["__timestamp"].endswith("+00:00")
     assert raw["__verdicts"] == [] and raw["__entity_label_mutations"] == []
@@ -110,7 +110,7 @@ def test_a_member_whose_complaints_cross_the_threshold_is_suspended(reputation, 
     assert "complaint_rate_7d" in explained["reason"]
     trigger = [e for e in relay_events(relay, DID, "complaint_received") if "suspend_member" in e["verdicts"]]
     assert trigger and json.loads(trigger[0]["raw"])["RulesFired"] == ["suspend_complaint_rate"]
-    assert suspended
+    assert len(suspended) == 1
 
     assert relay.cli_json("member", "show", DID)["status"] == "suspended"
     s = session(relay, "submission")
