@@ -142,3 +142,40 @@ def test_a_dead_letter_keeps_the_action_as_it_came():
     assert letter["action_id"] == json.loads(raw)["data"]["action_id"]
     huge = intake.dead_letter("x" * (intake.RAW_KEPT + 1), refused.value, "o", "w", NOW)
     assert len(huge["raw"]) == intake.RAW_KEPT and huge["truncated"] is True
+
+
+@pytest.mark.parametrize("name, data", [
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": ["a@x"]}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": ["a@x"], "size": 12, "extra": [1]}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": ["a@x"], "size": "12"}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": ["a@x"], "size": 1.5}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": ["a@x"], "size": True}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": []}),
+    ("relay_attempt", {"sender_did": DID, "message_id": "<m>", "recipients": [3]}),
+    ("relay_attempt", {"sender_did": "", "message_id": "<m>", "recipients": ["a@x"]}),
+    ("relay_attempt", {"sender_did": DID, "message_id": None, "recipients": ["a@x"]}),
+    ("delivery_result", {"sender_did": DID, "message_id": "<m>", "recipient": "a@x", "status": "expired",
+                         "smtp_code": None}),
+    ("delivery_result", {"sender_did": DID, "message_id": "<m>", "recipient": "a@x", "status": "gone"}),
+    ("member_suspended", {"sender_did": DID, "figures": {"complaint_rate_7d": 0.01}}),
+    ("member_suspended", {"sender_did": DID, "figures": [1]}),
+    ("label_changed", {"sender_did": DID, "label": "x", "status": "added"}),
+    ("label_changed", {"sender_did": DID, "label": 5, "status": "added"}),
+])
+def test_admission_agrees_with_the_event_schemas(name, data):
+    """The quick path of `admit` never lets through what the marshmallow schema would refuse, nor the reverse."""
+    from marshmallow import ValidationError
+
+    from functions.reputation import events
+
+    try:
+        events.SCHEMAS[name]().load(data)
+        schema_ok = True
+    except ValidationError:
+        schema_ok = False
+    try:
+        events.admit({"data": {"action_id": 1, "action_name": name, "data": data}})
+        admitted = True
+    except events.EventError:
+        admitted = False
+    assert admitted == schema_ok
