@@ -19,18 +19,20 @@ from functions.reputation import counting, events, verdicts
 from runtime.context import LambdaContext
 
 
-def records(event: dict) -> list[dict[str, Any]]:
-    """Decoded values of a Lambda Kafka-shaped batch."""
+def records(event: dict, context: LambdaContext) -> list[dict[str, Any]]:
+    """Decoded values of a Lambda Kafka-shaped batch; a value that is not a JSON object is logged and passed over."""
     out = []
     for batch in (event.get("records") or {}).values():
         for record in batch:
-            raw = base64.b64decode(record.get("value") or "")
             try:
-                value = json.loads(raw)
+                value = json.loads(base64.b64decode(record.get("value") or ""))
             except ValueError:
-                continue
+                value = None
             if isinstance(value, dict):
                 out.append(value)
+            else:
+                context.logger.warning("results.malformed", topic=record.get("topic"),
+                                       partition=record.get("partition"), offset=record.get("offset"))
     return out
 
 
@@ -109,6 +111,6 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
 def handler(event: dict, context: LambdaContext) -> dict:
     applied = 0
     with context.store.transaction() as conn:
-        for result in records(event):
+        for result in records(event, context):
             applied += apply(conn, context, result)
     return {"applied": applied}

@@ -173,6 +173,26 @@ def test_results_from_another_producer_are_applied_once(reputation, ids):
     assert len([e for e in relay_events(relay, DID) if e["action_id"] == result["__action_id"]]) == 1
 
 
+def test_an_expired_delivery_counts_the_same_for_the_rules_and_the_chart(reputation, tmp_path, ids):
+    """One definition of counting: failed and a soft bounce, in the rules' figures and in member_daily_stats."""
+    DID, DOMAIN = ids
+    relay = reputation.relay
+    relay.enroll(DID, DOMAIN)
+    now = reputation.clock.now()
+    sent = action("relay_attempt", DID, now - 60, recipients=["gone@recipient.test"], message_id="<exp@x>")
+    expired = action("delivery_result", DID, now - 30, message_id="<exp@x>", recipient="gone@recipient.test",
+                     status="expired")
+    replay(relay, tmp_path, [sent, expired], "expired.jsonl")
+    rows = wait_until(lambda: relay_events(relay, DID, "delivery_result"), what="the expired delivery's result")
+    figures = json.loads(rows[0]["raw"])["Figures"]
+    assert figures["soft_bounces_7d"] == 1 and figures["hard_bounces_7d"] == 0
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    sent_n, failed, bounced = db.execute("SELECT SUM(sent), SUM(failed), SUM(bounced) FROM member_daily_stats"
+                                         " WHERE did = ?", (DID,)).fetchone()
+    db.close()
+    assert (sent_n, failed, bounced) == (1, 1, 1)
+
+
 def stream_rejections(reputation, action_id: int) -> list[dict]:
     """`stream.rejected` lines of whoever runs the rules: the relay (embedded) or the Faust workers."""
     lines = reputation.relay.logs("stream.rejected") if not reputation.workers else [
