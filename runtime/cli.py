@@ -241,6 +241,17 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    ev = sub.add_parser("events", parents=[common], help="the event stream")
+    evsub = ev.add_subparsers(dest="events_command", required=True)
+    r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
+    r.add_argument("file")
+    r.set_defaults(func=cmd_events_replay)
+    r = evsub.add_parser("rejected", parents=[common], help="actions the stream apps could not read, with the reason")
+    r.add_argument("--limit", type=int, default=20)
+    r.set_defaults(func=cmd_events_rejected)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atmos-relay", description="Atmosphere Mail cooperative relay")
     common = argparse.ArgumentParser(add_help=False)
@@ -295,14 +306,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--daily", type=int)
     m.set_defaults(func=cmd_member)
 
-    ev = sub.add_parser("events", parents=[common], help="the event stream")
-    evsub = ev.add_subparsers(dest="events_command", required=True)
-    r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
-    r.add_argument("file")
-    r.set_defaults(func=cmd_events_replay)
-    r = evsub.add_parser("rejected", parents=[common], help="actions the stream apps could not read, with the reason")
-    r.add_argument("--limit", type=int, default=20)
-    r.set_defaults(func=cmd_events_rejected)
+    _events_parser(sub, common)
 
     s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
     s.add_argument("files", nargs="+", metavar="FILE")
