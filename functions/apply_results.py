@@ -26,7 +26,7 @@ def records(event: dict, context: LambdaContext) -> list[dict[str, Any]]:
         for record in batch:
             try:
                 value = json.loads(base64.b64decode(record.get("value") or ""))
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = None
             if isinstance(value, dict):
                 out.append(value)
@@ -67,7 +67,9 @@ def apply(conn: sqlite3.Connection, context: LambdaContext, result: dict) -> boo
     """Store one execution result and apply its effects; False when it was already applied."""
     try:
         action_id = int(result["__action_id"])
-    except (KeyError, TypeError, ValueError):
+        if not events.fits_int64(action_id):
+            raise ValueError("not an int64")
+    except (KeyError, TypeError, ValueError, OverflowError):
         context.logger.warning("results.malformed", keys=sorted(result)[:20])
         return False
     data = result.get("ActionData")

@@ -12,7 +12,7 @@ import base64
 import json
 from typing import Any
 
-from functions.reputation import counting
+from functions.reputation import counting, events
 from runtime.context import LambdaContext
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
@@ -23,7 +23,7 @@ def _letter(record: dict) -> dict[str, Any]:
     raw = base64.b64decode(record.get("value") or "").decode("utf-8", "replace")
     try:
         letter = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         letter = None
     if not isinstance(letter, dict):
         letter = {"reason": "a record on the dead-letter topic that is not a dead letter", "raw": raw}
@@ -31,7 +31,8 @@ def _letter(record: dict) -> dict[str, Any]:
     action_id = letter.get("action_id")
     return {
         "origin": str(letter.get("origin") or fallback),
-        "action_id": action_id if isinstance(action_id, int) and not isinstance(action_id, bool) else None,
+        "action_id": action_id if isinstance(action_id, int) and not isinstance(action_id, bool)
+        and events.fits_int64(action_id) else None,
         "action_name": str(letter.get("action_name") or ""),
         "reason": str(letter.get("reason") or "no reason given"),
         "raw": str(letter.get("raw") or ""),

@@ -30,8 +30,8 @@ class Rejected(Exception):
 def _decoded(raw: bytes | str) -> Any:
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # nesting deep enough to exhaust the parser's stack is not JSON to us
+        raise Rejected(f"not JSON: {exc!r}"[:500]) from None
 
 
 def _named(value: Any) -> tuple[int | None, str]:
@@ -41,7 +41,9 @@ def _named(value: Any) -> tuple[int | None, str]:
         return None, ""
     try:
         action_id = int(inner.get("action_id"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        action_id = None
+    if action_id is not None and not events.fits_int64(action_id):
         action_id = None
     name = inner.get("action_name")
     return action_id, name if isinstance(name, str) else ""

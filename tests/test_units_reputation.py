@@ -179,3 +179,15 @@ def test_admission_agrees_with_the_event_schemas(name, data):
     except events.EventError:
         admitted = False
     assert admitted == schema_ok
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"data": {"action_id": Infinity, "action_name": "relay_attempt", "data": {"sender_did": "d"}}}',
+    b'{"data": {"action_id": 99999999999999999999999, "action_name": "relay_attempt", "data": {"sender_did": "d"}}}',
+    b"[" * 100_000 + b"]" * 100_000,
+])
+def test_a_poison_record_is_rejected_not_raised(raw):
+    """Anything but Rejected would fail the batch, and the batch would be retried for ever."""
+    with pytest.raises(intake.Rejected) as refused:
+        _process(raw)
+    assert refused.value.action_id is None

@@ -151,9 +151,16 @@ def parse_action(value: dict[str, Any]) -> tuple[int, str, dict[str, Any], str]:
         action_id = int(inner["action_id"])
         name = str(inner["action_name"])
         data = dict(inner.get("data") or {})
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise EventError(f"not an Osprey action envelope: {exc!r}") from exc
+    if not fits_int64(action_id):
+        raise EventError(f"action_id {action_id} is not a 64-bit integer")
     return action_id, name, data, str(value.get("send_time") or "")
+
+
+def fits_int64(number: int) -> bool:
+    """Osprey's action ids are int64, and so are SQLite's integers: a bigger one would fail every insert."""
+    return -(1 << 63) <= number < (1 << 63)
 
 
 def admit(value: Any) -> tuple[int, str, dict[str, Any], str]:
