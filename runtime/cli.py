@@ -241,6 +241,36 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _member_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    m = sub.add_parser("member", parents=[common], help="enroll and manage members")
+    msub = m.add_subparsers(dest="member_command", required=True)
+    e = msub.add_parser("enroll", parents=[common], help="create a pending member with fresh DKIM keys and API key")
+    e.add_argument("--did", required=True)
+    e.add_argument("--domain", required=True)
+    e.add_argument("--contact")
+    e.add_argument("--forward-to")
+    for action in ("approve", "suspend", "reactivate"):
+        a = msub.add_parser(action, parents=[common])
+        a.add_argument("did")
+        a.add_argument("--reason")
+    a = msub.add_parser("show", parents=[common])
+    a.add_argument("did")
+    a = msub.add_parser("list", parents=[common])
+    a.add_argument("--status", choices=["pending", "active", "suspended"])
+    a = msub.add_parser("dns", parents=[common], help="print the DNS records a member domain must publish")
+    a.add_argument("domain")
+    a = msub.add_parser("label", parents=[common], help="add or remove a label by hand (e.g. highly_trusted)")
+    a.add_argument("did")
+    a.add_argument("--add")
+    a.add_argument("--remove")
+    a.add_argument("--reason")
+    a = msub.add_parser("limits", parents=[common], help="set a member's own hourly/daily limits")
+    a.add_argument("did")
+    a.add_argument("--hourly", type=int)
+    a.add_argument("--daily", type=int)
+    m.set_defaults(func=cmd_member)
+
+
 def _events_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     ev = sub.add_parser("events", parents=[common], help="the event stream")
     evsub = ev.add_subparsers(dest="events_command", required=True)
@@ -278,33 +308,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the relay to confirm")
     s.set_defaults(func=cmd_deploy)
 
-    m = sub.add_parser("member", parents=[common], help="enroll and manage members")
-    msub = m.add_subparsers(dest="member_command", required=True)
-    e = msub.add_parser("enroll", parents=[common], help="create a pending member with fresh DKIM keys and API key")
-    e.add_argument("--did", required=True)
-    e.add_argument("--domain", required=True)
-    e.add_argument("--contact")
-    e.add_argument("--forward-to")
-    for action in ("approve", "suspend", "reactivate"):
-        a = msub.add_parser(action, parents=[common])
-        a.add_argument("did")
-        a.add_argument("--reason")
-    a = msub.add_parser("show", parents=[common])
-    a.add_argument("did")
-    a = msub.add_parser("list", parents=[common])
-    a.add_argument("--status", choices=["pending", "active", "suspended"])
-    a = msub.add_parser("dns", parents=[common], help="print the DNS records a member domain must publish")
-    a.add_argument("domain")
-    a = msub.add_parser("label", parents=[common], help="add or remove a label by hand (e.g. highly_trusted)")
-    a.add_argument("did")
-    a.add_argument("--add")
-    a.add_argument("--remove")
-    a.add_argument("--reason")
-    a = msub.add_parser("limits", parents=[common], help="set a member's own hourly/daily limits")
-    a.add_argument("did")
-    a.add_argument("--hourly", type=int)
-    a.add_argument("--daily", type=int)
-    m.set_defaults(func=cmd_member)
+    _member_parser(sub, common)
 
     _events_parser(sub, common)
 
