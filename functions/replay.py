@@ -8,14 +8,14 @@ count them; duplicates of an action id already counted are ignored there.
 from __future__ import annotations
 
 from functions.reputation import events
+from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
-from runtime.replies import Reply
 
 
 class ReplayRefused(RelayError):
     def __init__(self, message: str) -> None:
-        super().__init__(Reply(550, "5.6.0", message), detail=message)
+        super().__init__(replies.REPLAY_REFUSED.format(detail=message), detail=message)
 
 
 def handler(event: dict, context: LambdaContext) -> dict:

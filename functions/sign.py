@@ -1,4 +1,4 @@
-"""`sign`: attribution headers, then four DKIM signatures (SPEC: signing and headers).
+"""`sign`: attribution headers, then four DKIM signatures (docs/contract.md: Signing and headers).
 
 d=<member domain> with the member's RSA-2048 (`atmos<date>r`) and Ed25519
 (`atmos<date>e`) keys gives DMARC alignment with the From: domain;

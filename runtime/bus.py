@@ -3,7 +3,7 @@
 A handler publishes inside the same transaction as the state change the
 event describes, so an event exists if and only if its state does. Readers
 keep committed offsets per consumer group, as Kafka consumers do. With Kafka
-configured, `KafkaBridge` forwards the outbox to the brokers.
+configured, `runtime.kafka.OutboxPublisher` forwards the outbox to the brokers.
 """
 from __future__ import annotations
 
@@ -109,11 +109,6 @@ class EventBus:
         else:
             row = self.store.query_one("SELECT MAX(id) AS o FROM outbox WHERE topic = ?", (topic,))
         return int(row["o"] or 0) if row else 0
-
-    def lag(self, group: str, topic: str) -> int:
-        row = self.store.query_one(
-            "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND id > ?", (topic, self.committed(group, topic)))
-        return int(row["n"]) if row else 0
 
     def prune(self, older_than: float) -> int:
         """Drop records older than `older_than` that every consumer group of their topic has read.

@@ -224,6 +224,12 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_rejected(args: argparse.Namespace) -> int:
+    """The actions the stream apps refused (dead letters), newest first, as `rejected-actions` keeps them."""
+    _print(_invoke(_platform(args), "rejected-actions", {"list": {"limit": args.limit}}))
+    return 0
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent).
 
@@ -323,6 +329,9 @@ def _inspection_commands(sub: argparse._SubParsersAction, common: argparse.Argum
     r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
     r.add_argument("file")
     r.set_defaults(func=cmd_events_replay)
+    r = evsub.add_parser("rejected", parents=[common], help="actions the stream apps could not read, with the reason")
+    r.add_argument("--limit", type=int, default=20)
+    r.set_defaults(func=cmd_events_rejected)
 
     s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -3,10 +3,17 @@
 The attributes Lambda code expects are all here (function_name,
 function_version, aws_request_id, get_remaining_time_in_millis, ...). The
 services (settings, store, bus, spool, clock, resolver) are how a stateless
-handler reaches state. What modules do keep is derived and disposable,
-never state: parsed keys and files (FileCache, re-read when the file
-changes), idle delivery connections, MX answers within their TTL; a
-deploy reloads `functions` and starts those empty.
+handler reaches state: whatever an answer depends on is in the store, the
+state directory's files or the event topics, never only in memory.
+
+Module globals hold caches of what can be derived again, per process, so
+losing one (a restart, `atmos-relay deploy` reloading functions/) changes
+no answer, only its cost: parsed DKIM keys (dkim.signer), the operator key
+file and the policy file (runtime.file_cache, re-read when the file
+changes), MX answers for their TTL (outbound.mx_resolver), idle delivery
+connections (outbound.smtp_session), API keys verified in the last minutes
+(members.api_keys), compiled templates (web.pages), and the HTTP routes of a
+deployment version (runtime.http_gateway).
 """
 from __future__ import annotations
 

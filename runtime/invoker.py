@@ -173,14 +173,20 @@ class FunctionRuntime:
         def run() -> Any:
             token = commit_guard.set(guard)
             started = time.monotonic()
-            ok = False
+            outcome = "error"
             try:
                 result = handler(event, context)
-                ok = True
+                outcome = "returned"
                 return result
+            except FunctionTimeout:
+                outcome = "commit_refused"
+                raise
             finally:
                 commit_guard.reset(token)
-                self._record(name, time.monotonic() - started, ok)
+                self._record(name, time.monotonic() - started, outcome == "returned")
+                if context.timed_out:  # the caller has had its answer; say how the overrun ended
+                    self.services.log.warning("function.finished_late", function=name, outcome=outcome,
+                                              seconds=round(time.monotonic() - started, 3), timeout=spec.timeout)
 
         return run, deadline, spec
 

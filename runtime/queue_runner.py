@@ -34,6 +34,19 @@ RECHECK_HOLD = 0.02
 REAP_EVERY = 30.0
 
 
+def worth_waiting(busy: int, items: list[Due], batch_size: int, now: float) -> bool:
+    """Whether a route with `busy` batches in flight should let a few fresh items gather before another."""
+    if not busy or len(items) >= min(batch_size, BATCH_FILL * busy):
+        return False
+    return now - min(item.created_at for item in items) < HOLD_AT_MOST
+
+
+def take_batch(items: list[Due], size: int) -> tuple[list[Due], list[Due]]:
+    """Up to `size` recipients, never splitting one message's recipients across batches needlessly."""
+    ordered = sorted(items, key=lambda d: (d.queue_id, d.recipient))
+    return ordered[:size], ordered[size:]
+
+
 class QueueRunner:
     def __init__(self, settings: Settings, runtime: FunctionRuntime, spool: Spool, clock: Clock,
                  log: JsonLog) -> None:
@@ -102,11 +115,11 @@ class QueueRunner:
         now = self.clock.now()
         for route, items in by_route.items():
             while items and self._in_flight[route] < delivery.perDomainConcurrency and self._total < delivery.concurrency:
-                if self._worth_waiting(route, items, trigger.batchSize, now):
+                if worth_waiting(self._in_flight.get(route, 0), items, trigger.batchSize, now):
                     self._holding = True
                     self._hold_wake()
                     break
-                batch, items = self._take_batch(items, trigger.batchSize)
+                batch, items = take_batch(items, trigger.batchSize)
                 token = uuid.uuid4().hex
                 lease_until = self.clock.now() + spec.timeout + 30
                 claimed = await asyncio.to_thread(self.spool.lease, batch, lease_until, token)
@@ -118,25 +131,12 @@ class QueueRunner:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _worth_waiting(self, route: str, items: list[Due], batch_size: int, now: float) -> bool:
-        """Whether a busy route should let a few fresh items gather before it starts another batch."""
-        busy = self._in_flight.get(route, 0)
-        if not busy or len(items) >= min(batch_size, BATCH_FILL * busy):
-            return False
-        return now - min(item.created_at for item in items) < HOLD_AT_MOST
-
     def _hold_wake(self) -> None:
         """Come back when the hold expires even if no batch finishes and no mail arrives."""
         if self._loop is None:
             return
         if self._held is None or self._held.cancelled() or self._held.when() <= self._loop.time():
             self._held = self._loop.call_later(HOLD_AT_MOST, self._wake.set)
-
-    @staticmethod
-    def _take_batch(items: list[Due], size: int) -> tuple[list[Due], list[Due]]:
-        """Up to `size` recipients, never splitting one message's recipients across batches needlessly."""
-        ordered = sorted(items, key=lambda d: (d.queue_id, d.recipient))
-        return ordered[:size], ordered[size:]
 
     async def _run_batch(self, deployment, function: str, route: str, items: list[Due], token: str) -> None:
         event = {

@@ -1,8 +1,10 @@
 """Every SMTP reply the relay can send, with its enhanced status code.
 
-Handlers and the edge name replies from this catalog; nothing else in the
-code base writes reply text, so an operator can grep one file for what a
-client saw.
+Handlers, domain errors and the edge name replies from this catalog; no
+other module of ours writes reply text, so an operator can grep one file for
+what a client saw. The one other source is aiosmtpd's own answers to SMTP
+syntax (a bad HELO, an unknown command), which the edge passes through with
+the enhanced status their code stands for (runtime/smtp_edge.py).
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ AUTH_SYNTAX = Reply(501, "5.5.2", "Cannot decode AUTH PLAIN credentials")
 AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
 SESSION_SUSPENDED = Reply(550, "5.7.8", "account suspended")
 AUTH_THROTTLED = Reply(454, "4.7.0", "Too many failed authentications from {peer}; try again later")
+AUTH_NOT_OFFERED = Reply(502, "5.5.1", "AUTH not available here")
+AUTH_USAGE = Reply(501, "5.5.4", "Syntax: AUTH PLAIN [initial-response]")
 
 # Envelope
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")
@@ -77,6 +81,18 @@ RATE_LIMITED = Reply(451, "4.7.1", "{detail}")
 HEADER_SECTION_MALFORMED = Reply(550, "5.6.0", "Malformed header section: {detail}")
 FROM_UNREADABLE = Reply(550, "5.6.0", "From: field {detail}")
 MESSAGE_HAS_NUL = Reply(550, "5.6.0", "Message contains NUL bytes")
+
+# Delivery: what the recipient domain's DNS said (functions/outbound/mx_resolver.py)
+DOMAIN_NOT_FOUND = Reply(550, "5.1.2", "Domain {domain} does not exist")
+MX_LOOKUP_FAILED = Reply(451, "4.4.3", "MX lookup for {domain} failed: {error}")
+NULL_MX = Reply(556, "5.1.10", "Domain {domain} does not accept mail (null MX)")
+MX_ADDRESS_LOOKUP_FAILED = Reply(451, "4.4.3", "Address lookup for the MX hosts of {domain} failed")
+MX_NO_ADDRESS = Reply(550, "5.4.4", "No address for any mail exchanger of {domain}")
+
+# Refusals of an operator's or a producer's request; the detail says what is wrong
+INVALID_IDENTIFIER = Reply(550, "5.1.0", "{detail}")
+MEMBER_REFUSED = Reply(550, "5.7.1", "{detail}")
+REPLAY_REFUSED = Reply(550, "5.6.0", "{detail}")
 
 # Failures of our own
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary local problem, please try again later")

@@ -1,7 +1,9 @@
 """Schedule triggers: invoke a function every `rate(...)`, the first time shortly after start.
 
 Runs do not overlap: a function still busy when its next tick comes skips
-that tick. Schedules are read from the current deployment each tick, so a
+that tick. The scheduler holds each running task until it ends: asyncio keeps
+only a weak reference, and a run collected mid-flight would never clear its
+busy mark, so that schedule would stop for good. Schedules are read from the current deployment each tick, so a
 deploy that adds or removes one takes effect without a restart.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Scheduler:
         self.log = log
         self._next: dict[tuple[str, str], float] = {}
         self._busy: set[tuple[str, str]] = set()
+        self._running: set[asyncio.Task] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         start = time.monotonic()
@@ -37,7 +40,9 @@ class Scheduler:
                         continue
                     self._next[key] = now + trigger.every
                     self._busy.add(key)
-                    asyncio.create_task(self._fire(deployment, spec.name, trigger, key))
+                    task = asyncio.create_task(self._fire(deployment, spec.name, trigger, key))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
             except asyncio.TimeoutError:

@@ -73,7 +73,7 @@ class RelaySMTP(SMTP):
         if not self._closed_logged and self.session is not None:
             self._closed_logged = True
             self.edge.log.info("smtp.disconnected", listener=self.listener.name, session=self.session_id,
-                               peer=self._peer_ip, open_transaction=self.envelope is not None
+                               peer=self._peer_ip, peer_port=self._peer_port, open_transaction=self.envelope is not None
                                and self.envelope.mail_from is not None)
 
     def eof_received(self) -> bool | None:
@@ -116,7 +116,7 @@ class RelaySMTP(SMTP):
             return
         assert self.session is not None
         if not self.offers_auth or not self.session.extended_smtp:
-            await self._auth_refused("not_offered", "502 5.5.1 AUTH not available here")
+            await self._auth_refused("not_offered", replies.AUTH_NOT_OFFERED)
             return
         if not self.encrypted:
             await self._auth_refused("encryption_required", replies.AUTH_ENCRYPTION_REQUIRED)
@@ -126,7 +126,7 @@ class RelaySMTP(SMTP):
             return
         args = (arg or "").split()
         if not args or len(args) > 2:
-            await self._auth_refused("syntax", "501 5.5.4 Syntax: AUTH PLAIN [initial-response]")
+            await self._auth_refused("syntax", replies.AUTH_USAGE)
             return
         mechanism = args[0].upper()
         if mechanism != "PLAIN":
@@ -163,6 +163,11 @@ class RelaySMTP(SMTP):
     def _peer_ip(self) -> str:
         peer = self.session.peer if self.session else None
         return peer[0] if isinstance(peer, tuple) else str(peer)
+
+    @property
+    def _peer_port(self) -> int | None:
+        peer = self.session.peer if self.session else None
+        return peer[1] if isinstance(peer, tuple) else None
 
     async def _authenticate(self, username: str, password: str) -> None:
         peer = self._peer_ip

@@ -261,7 +261,7 @@ class Store:
     def query_one(self, sql: str, params: Sequence | dict = ()) -> sqlite3.Row | None:
         return self.connection().execute(sql, params).fetchone()
 
-    def migrate(self, component: str, migrations: Sequence[str]) -> int:
+    def migrate(self, component: str, migrations: Sequence[str]) -> None:
         """Apply the not-yet-applied statements of `component`, in order, once."""
         with self.transaction() as conn:
             conn.execute(
@@ -277,7 +277,6 @@ class Store:
                 for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (component, version, time.time()))
-            return len(migrations)
 
     def close(self) -> None:
         with self._all_lock:

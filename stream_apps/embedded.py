@@ -14,10 +14,10 @@ import os
 import time
 
 from functions.reputation import policy
-from functions.reputation.events import ACTIONS_TOPIC, RESULTS_TOPIC
+from functions.reputation.events import ACTIONS_TOPIC, REJECTED_TOPIC, RESULTS_TOPIC
 from runtime.bus import Record
 from runtime.context import Services
-from stream_apps import rules
+from stream_apps import intake
 
 GROUP = "stream-app:reputation"
 BATCH = 200
@@ -30,6 +30,8 @@ class EmbeddedReputation:
         self.bus = services.bus
         self.store = services.store
         self.log = services.log.bind(stream_app="reputation")
+        self.processed_by = f"embedded:{os.getpid()}"
+        self.rejected = 0
 
     def step(self) -> int:
         """Process what is waiting; returns how many actions were read."""
@@ -53,23 +55,30 @@ class EmbeddedReputation:
 
     def _one(self, conn, pol: policy.Policy, record: Record, states: dict[str, dict | None],
              changed: set[str]) -> None:
+        def state_of(did: str) -> dict | None:
+            if did not in states:
+                row = conn.execute("SELECT state FROM reputation_state WHERE did = ?", (did,)).fetchone()
+                states[did] = json.loads(row["state"]) if row else None
+            return states[did]
+
         try:
-            did = str(record.value["data"]["data"]["sender_did"])
-        except (KeyError, TypeError):
-            self.log.warning("stream.action_malformed", offset=record.offset)
-            return
-        if did not in states:
-            row = conn.execute("SELECT state FROM reputation_state WHERE did = ?", (did,)).fetchone()
-            states[did] = json.loads(row["state"]) if row else None
-        try:
-            state, result = rules.process(pol, states[did], record.value, record.timestamp)
-        except (KeyError, TypeError, ValueError) as exc:
-            self.log.warning("stream.action_malformed", offset=record.offset, error=repr(exc))
+            did, state, result = intake.process(pol, record.raw, state_of, record.timestamp)
+        except intake.Rejected as rejected:
+            self._reject(conn, record, rejected)
             return
         states[did] = state
         changed.add(did)
-        result["ProcessedBy"] = f"embedded:{os.getpid()}"
+        result["ProcessedBy"] = self.processed_by
         self.bus.publish(conn, RESULTS_TOPIC, did, result)
+
+    def _reject(self, conn, record: Record, rejected: intake.Rejected) -> None:
+        """The dead letter goes out in the batch's transaction: it exists if and only if the offset moved past it."""
+        self.rejected += 1
+        origin = f"{record.topic}/0/{record.offset}"
+        letter = intake.dead_letter(record.raw, rejected, origin, self.processed_by, time.time())
+        self.bus.publish(conn, REJECTED_TOPIC, record.key, letter)
+        self.log.warning("stream.rejected", action_id=rejected.action_id, action_name=rejected.action_name,
+                         reason=rejected.reason, origin=origin, rejected=self.rejected)
 
     async def run(self, stop: asyncio.Event) -> None:
         seen = self.bus.sequence

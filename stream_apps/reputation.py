@@ -8,24 +8,13 @@ least once) is counted once.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
+
+from functions.reputation import counting
 
 HOURS_KEPT = 48
 DAYS_KEPT = 31
 SEEN_KEPT = 512
-COUNTERS = ("sends", "delivered", "deferred", "hard", "soft", "complaints", "rejections")
-
-
-def parse_time(value: str | float | int | None, default: float) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not value:
-        return default
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return default
 
 
 def empty(did: str) -> dict[str, Any]:
@@ -58,23 +47,9 @@ def apply(state: dict[str, Any], action_id: int, name: str, data: dict[str, Any]
     state["seen"] = (state.get("seen", []) + [action_id])[-SEEN_KEPT:]
     state["last_event_at"] = max(when, state.get("last_event_at") or when)
     state["first_event_at"] = min(when, state.get("first_event_at") or when)
-    if name == "relay_attempt":
-        _bump(state, when, "sends", max(1, len(data.get("recipients") or [])))
-    elif name == "delivery_result":
-        status = data.get("status")
-        if status == "delivered":
-            _bump(state, when, "delivered")
-        elif status == "deferred":
-            _bump(state, when, "deferred")
-        elif status == "expired":
-            _bump(state, when, "soft")
-    elif name == "bounce_received":
-        _bump(state, when, "hard" if data.get("kind") == "hard" else "soft")
-    elif name == "complaint_received":
-        _bump(state, when, "complaints")
-    elif name == "relay_rejected":
-        _bump(state, when, "rejections")
-    elif name == "member_approved":
+    for counter, amount in counting.tally(name, data).items():
+        _bump(state, when, counter, amount)
+    if name == "member_approved":
         state["status"] = "active"
         state["approved_at"] = state.get("approved_at") or when
     elif name == "member_reactivated":
@@ -105,7 +80,7 @@ def _window(buckets: dict[str, dict], current: int, span: int, counter: str, fra
 
 
 def figures(state: dict[str, Any], now: float) -> dict[str, float]:
-    """The metrics rules are written in (see functions/policy.py METRICS)."""
+    """The metrics rules are written in (see functions/reputation/policy.py METRICS)."""
     hour, day = int(now // 3600), int(now // 86400)
     hour_frac, day_frac = (now % 3600) / 3600, (now % 86400) / 86400
     hours, days = state.get("hours", {}), state.get("days", {})

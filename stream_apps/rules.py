@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from functions.reputation.counting import event_time
 from functions.reputation.policy import Policy, Rule
+from functions.reputation.verdicts import SUSPEND_VERDICT, label_mutation
 from stream_apps import reputation
 
-ENTITY = "MemberDid"
-SUSPEND_VERDICT = "suspend_member"
-ADDED, REMOVED = 0, 1  # osprey_shared.labels.LabelStatus
 EFFECTS_KEPT = 64
 
 
@@ -48,8 +47,8 @@ class Evaluation:
     def label_mutations(self) -> list[str]:
         out = []
         for hit in self.hits:
-            out += [f"{ENTITY}/{label}/{ADDED}" for label in hit.add]
-            out += [f"{ENTITY}/{label}/{REMOVED}" for label in hit.remove]
+            out += [label_mutation(label, True) for label in hit.add]
+            out += [label_mutation(label, False) for label in hit.remove]
         return out
 
 
@@ -114,7 +113,7 @@ def process(policy: Policy, state: dict[str, Any] | None, envelope: dict[str, An
     name = str(inner["action_name"])
     data = dict(inner.get("data") or {})
     did = str(data.get("sender_did") or "")
-    when = reputation.parse_time(envelope.get("send_time"), arrival)
+    when = event_time(envelope.get("send_time"), arrival)
     state = state or reputation.empty(did)
     if reputation.already_seen(state, action_id):
         effects = (state.get("effects") or {}).get(str(action_id)) or {}

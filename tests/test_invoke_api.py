@@ -239,8 +239,9 @@ def test_dry_run_checks_access_and_runs_nothing(relay):
     response = client.invoke(FunctionName="member", InvocationType="DryRun",
                              Payload=json.dumps({"action": "approve", "did": DRY_DID}).encode())
     assert response["StatusCode"] == 204 and response["Payload"].read() == b""
-    # A dry run answers 204 without submitting anything: its log line is its last act.
-    relay.wait_for("invoke_api.invoke", function="member", invocation="DryRun")
+    # The API answers a DryRun itself, after logging it; it hands nothing to the function runtime.
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    relay.wait_for("invoke_api.invoke", requestId=request_id, invocation="DryRun")
     assert member_status(relay, DRY_DID) == "pending"
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.invoke(FunctionName="no-such-function", InvocationType="DryRun")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -110,7 +109,7 @@ def test_a_timed_out_handler_cannot_commit_afterwards(start_relay, tmp_path):
     member = relay.enroll(DID, DOMAIN)
     s = send(relay, member)
     assert s.data(message(f"app@{DOMAIN}", "x@recipient.test"))[0] == 451
-    time.sleep(1.5)
+    relay.wait_for("function.finished_late", function="probe", outcome="commit_refused")
     assert relay.cli_json("member", "show", DID)["status"] == "active"
 
 
@@ -137,6 +136,7 @@ def test_a_function_invoked_by_another_keeps_its_own_timeout(start_relay, tmp_pa
     code, text = s.data(message(f"app@{DOMAIN}", "x@recipient.test"))
     assert (code, text) == (451, b"4.3.0 Processing timed out, please try again later")
     relay.wait_for("function.timeout", function="slow")
+    relay.wait_for("function.finished_late", function="slow", outcome="commit_refused")
     assert relay.cli_json("member", "show", DID)["status"] == "active"
 
 

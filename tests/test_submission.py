@@ -1,6 +1,6 @@
 """A member's PDS hands mail to the relay on 587 (STARTTLS) and 465 (implicit TLS).
 
-Every reply code of SPEC.md's SMTP contract is asserted from a real session,
+Every reply code of docs/contract.md's SMTP section is asserted from a real session,
 on both listeners, with smtplib and with swaks.
 """
 from __future__ import annotations

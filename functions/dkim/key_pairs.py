@@ -15,10 +15,6 @@ class KeyPair:
     private_pem: str
     public_b64: str
 
-    @property
-    def txt_value(self) -> str:
-        return f"v=DKIM1; k={self.algorithm}; p={self.public_b64}"
-
 
 def selector_base(when: float) -> str:
     """`atmos<YYYYMMDD>` in UTC; the RSA selector adds `r`, the Ed25519 one `e`."""

@@ -5,8 +5,8 @@ import ipaddress
 import re
 from email.utils import parseaddr
 
+from runtime import replies
 from runtime.errors import RelayError
-from runtime.replies import Reply
 
 _PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
 _WEB = re.compile(r"^did:web:[a-zA-Z0-9._%-]+(:[a-zA-Z0-9._%-]+)*$")
@@ -17,7 +17,7 @@ class InvalidIdentifier(RelayError):
     """A DID or domain that cannot belong to a member; the text says what is wrong."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(Reply(550, "5.1.0", message), detail=message)
+        super().__init__(replies.INVALID_IDENTIFIER.format(detail=message), detail=message)
         self.message = message
 
 

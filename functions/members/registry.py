@@ -15,9 +15,9 @@ from functions.members import labels
 from functions.members.api_keys import hash_api_key, new_api_key, verify_api_key
 from functions.members.identifiers import normalize_did, normalize_domain
 from functions.reputation import events
+from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
-from runtime.replies import Reply
 
 
 class MemberError(RelayError):
@@ -26,7 +26,7 @@ class MemberError(RelayError):
     http_status = 400
 
     def __init__(self, message: str) -> None:
-        super().__init__(Reply(550, "5.7.1", message), detail=message)
+        super().__init__(replies.MEMBER_REFUSED.format(detail=message), detail=message)
         self.message = message
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
+from runtime import replies
 from runtime.replies import Reply
 
 # Held by the process, like the parsed DKIM keys; entries expire with their TTL.
@@ -57,13 +58,13 @@ def resolve(domain: str, resolver: dns.resolver.Resolver) -> list[MxHost]:
         answer = resolver.resolve(domain, "MX", search=False)
         records = [(r.preference, r.exchange.to_text().rstrip(".")) for r in answer]
     except dns.resolver.NXDOMAIN:
-        raise DnsFailure(Reply(550, "5.1.2", f"Domain {domain} does not exist")) from None
+        raise DnsFailure(replies.DOMAIN_NOT_FOUND.format(domain=domain)) from None
     except dns.resolver.NoAnswer:
         records = [(0, domain)]
     except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
-        raise DnsFailure(Reply(451, "4.4.3", f"MX lookup for {domain} failed: {type(exc).__name__}")) from None
+        raise DnsFailure(replies.MX_LOOKUP_FAILED.format(domain=domain, error=type(exc).__name__)) from None
     if len(records) == 1 and records[0][1] in ("", "."):
-        raise DnsFailure(Reply(556, "5.1.10", f"Domain {domain} does not accept mail (null MX)"))
+        raise DnsFailure(replies.NULL_MX.format(domain=domain))
     records = [r for r in records if r[1] not in ("", ".")]
     random.shuffle(records)
     records.sort(key=lambda r: r[0])
@@ -76,6 +77,6 @@ def resolve(domain: str, resolver: dns.resolver.Resolver) -> list[MxHost]:
             hosts.append(MxHost(preference, name, tuple(addresses)))
     if not hosts:
         if any_transient:
-            raise DnsFailure(Reply(451, "4.4.3", f"Address lookup for the MX hosts of {domain} failed"))
-        raise DnsFailure(Reply(550, "5.4.4", f"No address for any mail exchanger of {domain}"))
+            raise DnsFailure(replies.MX_ADDRESS_LOOKUP_FAILED.format(domain=domain))
+        raise DnsFailure(replies.MX_NO_ADDRESS.format(domain=domain))
     return hosts

@@ -40,8 +40,3 @@ def parse(key: bytes, addr: str, operator_domain: str) -> tuple[str, int] | None
     if not hmac.compare_digest(mac, _mac(key, queue_id, index)):
         return None
     return queue_id, index
-
-
-def looks_like_bounce_address(addr: str, operator_domain: str) -> bool:
-    local, _, domain = (addr or "").strip("<> ").rpartition("@")
-    return domain.lower() == operator_domain.lower() and local.lower().startswith("bounces+")

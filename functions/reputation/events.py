@@ -16,9 +16,11 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from runtime.context import LambdaContext
 
-# Osprey's topics (SPEC): what happened in, what the rules made of it out.
+# Osprey's topics (docs/contract.md): what happened in, what the rules made of it out.
 ACTIONS_TOPIC = "osprey.actions_input"
 RESULTS_TOPIC = "osprey.execution_results"
+# Ours: actions the stream apps could not read, kept whole for the operator (dead letters).
+REJECTED_TOPIC = "osprey.actions_rejected"
 
 
 class _Event(Schema):
@@ -149,6 +151,81 @@ def parse_action(value: dict[str, Any]) -> tuple[int, str, dict[str, Any], str]:
         action_id = int(inner["action_id"])
         name = str(inner["action_name"])
         data = dict(inner.get("data") or {})
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise EventError(f"not an Osprey action envelope: {exc!r}") from exc
+    if not fits_int64(action_id):
+        raise EventError(f"action_id {action_id} is not a 64-bit integer")
     return action_id, name, data, str(value.get("send_time") or "")
+
+
+def fits_int64(number: int) -> bool:
+    """Osprey's action ids are int64, and so are SQLite's integers: a bigger one would fail every insert."""
+    return -(1 << 63) <= number < (1 << 63)
+
+
+def admit(value: Any) -> tuple[int, str, dict[str, Any], str]:
+    """`parse_action`, then the checks the rules rely on: a sender, and our schema for the actions we know.
+
+    Actions come from any producer on the topic; one the rules cannot read is refused here, with
+    the reason, instead of failing somewhere inside them.
+    """
+    if not isinstance(value, dict):
+        raise EventError(f"not an Osprey action envelope: a JSON {type(value).__name__}")
+    action_id, name, data, send_time = parse_action(value)
+    if not isinstance(data.get("sender_did"), str) or not data["sender_did"]:
+        raise EventError(f"{name}: data.sender_did must be a non-empty string")
+    loader = _LOADERS.get(name)
+    if loader is not None and not _plainly_valid(_PLAIN_CHECKS.get(name), data):
+        try:
+            loader.load(data)
+        except ValidationError as exc:
+            raise EventError(f"{name}: {exc.messages}") from exc
+    return action_id, name, data, send_time
+
+
+# Loading with marshmallow costs more than the rules' whole step for an action, and every action on the topic
+# is checked. Data that plainly satisfies the schema (exact JSON types, choices, minimum lengths) skips the
+# load; anything else, or a schema using more than that, gets the full load and its messages.
+_JSON_TYPES = {fields.String: str, fields.Integer: int, fields.Dict: dict, fields.List: list}
+
+
+def _plain_checks(schema: Schema) -> tuple | None:
+    checks = []
+    for name, field in schema.fields.items():
+        kind = _JSON_TYPES.get(type(field))
+        inner = _JSON_TYPES.get(type(field.inner)) if isinstance(field, fields.List) else None
+        if kind is None or (isinstance(field, fields.List) and inner is None):
+            return None
+        choices, min_length = None, None
+        for validator in field.validators:
+            if isinstance(validator, validate.OneOf):
+                choices = frozenset(validator.choices)
+            elif isinstance(validator, validate.Length) and validator.max is None and validator.equal is None:
+                min_length = validator.min or 0
+            else:
+                return None
+        checks.append((field.data_key or name, field.required, field.allow_none, kind, inner, choices, min_length))
+    return tuple(checks)
+
+
+def _plainly_valid(checks: tuple | None, data: dict[str, Any]) -> bool:
+    if checks is None:
+        return False
+    for key, required, allow_none, kind, inner, choices, min_length in checks:
+        if key not in data:
+            if required:
+                return False
+            continue
+        value = data[key]
+        if value is None:
+            if not allow_none:
+                return False
+            continue
+        if type(value) is not kind or (inner is not None and any(type(v) is not inner for v in value)):
+            return False
+        if (choices is not None and value not in choices) or (min_length is not None and len(value) < min_length):
+            return False
+    return True
+
+
+_PLAIN_CHECKS: dict[str, tuple | None] = {name: _plain_checks(loader) for name, loader in _LOADERS.items()}

@@ -196,4 +196,18 @@ MIGRATIONS = [
     CREATE TRIGGER labels.signed_labels_no_delete BEFORE DELETE ON signed_labels
     BEGIN SELECT RAISE(ABORT, 'signed labels are never rewritten'); END;
     """,
+    # 11: actions the stream apps could not read, kept whole for the operator (`atmos-relay events rejected`)
+    """
+    CREATE TABLE rejected_actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL UNIQUE,
+        action_id INTEGER,
+        action_name TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        rejected_by TEXT NOT NULL DEFAULT '',
+        rejected_at REAL NOT NULL,
+        received_at REAL NOT NULL
+    );
+    """,
 ]

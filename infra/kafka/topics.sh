@@ -6,7 +6,7 @@
 set -eu
 BOOTSTRAP=${BOOTSTRAP:-localhost:9092}
 PARTITIONS=${PARTITIONS:-4}
-for topic in osprey.actions_input osprey.execution_results; do
+for topic in osprey.actions_input osprey.execution_results osprey.actions_rejected; do
   kafka-topics --bootstrap-server "$BOOTSTRAP" --create --if-not-exists --topic "$topic" \
     --partitions "$PARTITIONS" --replication-factor 1 --config retention.ms=2592000000
 done
