@@ -8,7 +8,7 @@ leaves things as they are until the next run can tell.
 from __future__ import annotations
 
 from functions.dkim import dns_check, key_pairs
-from functions.members import attestation, labels
+from functions.members import attestation, domain_proof, labels
 from functions.reputation import events
 from runtime.context import LambdaContext
 
@@ -41,6 +41,7 @@ def verdict(context: LambdaContext, did: str, domains: list) -> tuple[bool | Non
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
     only = str((event.get("detail") or {}).get("did") or event.get("did") or "")
+    proofs = domain_proof.verify_due(context) if not only else {}
     members = conn.execute("SELECT did FROM members WHERE status != 'suspended' AND (? = '' OR did = ?)"
                            " ORDER BY did", (only, only)).fetchall()
     changed = {"added": [], "removed": [], "undecided": []}
@@ -62,4 +63,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
                                                            "source": SOURCE, "reason": reason})
                 changed["added" if ok else "removed"].append(did)
                 context.logger.info("labeler.label", did=did, label=LABEL, added=ok, reason=reason)
-    return {"checked": len(members), **changed}
+    return {"checked": len(members), **changed, **proofs}

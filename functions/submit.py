@@ -14,7 +14,7 @@ from email.utils import format_datetime, getaddresses
 
 from functions.members import suppression
 from functions.members.identifiers import address_domain
-from functions.members.registry import domains_of
+from functions.members.registry import domains_of, verified_domains_of
 from functions.reputation import events, limits
 from runtime import replies
 from runtime.context import LambdaContext
@@ -97,9 +97,11 @@ def on_data(event: dict, context: LambdaContext) -> dict:
     found = from_domains(content)
     if not found or not all(found):
         raise _reject(context, did, "from_missing", replies.FROM_MISSING)
-    allowed = set(domains_of(conn, did))
+    allowed = set(verified_domains_of(conn, did))
     for domain in found:
         if domain not in allowed:
+            if domain in domains_of(conn, did):
+                raise _reject(context, did, "from_not_verified", replies.FROM_NOT_VERIFIED.format(domain=domain))
             raise _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
     member_domain = found[0]
 

@@ -171,7 +171,7 @@ def cmd_member(args: argparse.Namespace) -> int:
     event: dict[str, Any] = {"action": args.member_command}
     if args.member_command == "enroll":
         event.update(did=args.did, domain=args.domain, contact=args.contact or "", forwardTo=args.forward_to or "")
-    elif args.member_command in ("approve", "suspend", "reactivate", "show"):
+    elif args.member_command in ("approve", "suspend", "reactivate", "show", "verify"):
         event.update(did=args.did, reason=getattr(args, "reason", None) or "", actor="cli")
     elif args.member_command == "list":
         event.update(status=args.status or "")
@@ -273,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
         a.add_argument("did")
         a.add_argument("--reason")
     a = msub.add_parser("show", parents=[common])
+    a.add_argument("did")
+    a = msub.add_parser("verify", parents=[common], help="check now that the member's domains are proven (DKIM in DNS,"
+                        " attestation in its repo)")
     a.add_argument("did")
     a = msub.add_parser("list", parents=[common])
     a.add_argument("--status", choices=["pending", "active", "suspended"])
