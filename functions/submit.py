@@ -71,6 +71,13 @@ def from_domains(content: bytes) -> list[str]:
     return [address_domain(addr) for _, addr in getaddresses(values) if addr]
 
 
+def _from_refused(context: LambdaContext, conn, did: str, domain: str) -> SubmissionRefused:
+    """A domain the member claimed but has not proven is told how to prove it; any other is not its own."""
+    if domain in domains_of(conn, did):
+        return _reject(context, did, "from_not_verified", replies.FROM_NOT_VERIFIED.format(domain=domain))
+    return _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
+
+
 def received_header(session: dict, hostname: str, queue_id: str, recipients: list[str], now: float) -> bytes:
     """RFC 5321 4.4 trace field; ESMTPSA (RFC 3848) because submission is always TLS and AUTH."""
     helo = str(session.get("helo") or "unknown").replace("\r", "").replace("\n", "")[:100]
@@ -100,9 +107,7 @@ def on_data(event: dict, context: LambdaContext) -> dict:
     allowed = set(verified_domains_of(conn, did))
     for domain in found:
         if domain not in allowed:
-            if domain in domains_of(conn, did):
-                raise _reject(context, did, "from_not_verified", replies.FROM_NOT_VERIFIED.format(domain=domain))
-            raise _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
+            raise _from_refused(context, conn, did, domain)
     member_domain = found[0]
 
     queue_id = new_queue_id()

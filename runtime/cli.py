@@ -272,11 +272,8 @@ def parser() -> argparse.ArgumentParser:
         a = msub.add_parser(action, parents=[common])
         a.add_argument("did")
         a.add_argument("--reason")
-    a = msub.add_parser("show", parents=[common])
-    a.add_argument("did")
-    a = msub.add_parser("verify", parents=[common], help="check now that the member's domains are proven (DKIM in DNS,"
-                        " attestation in its repo)")
-    a.add_argument("did")
+    for action in ("show", "verify"):  # verify: are the member's domains proven (DKIM in DNS, attestation)? now
+        msub.add_parser(action, parents=[common]).add_argument("did")
     a = msub.add_parser("list", parents=[common])
     a.add_argument("--status", choices=["pending", "active", "suspended"])
     a = msub.add_parser("dns", parents=[common], help="print the DNS records a member domain must publish")

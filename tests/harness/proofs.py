@@ -1,9 +1,11 @@
 """Where a test member proves its domain the way a real one does: DKIM records in DNS, an attestation in its repo.
 
-The relay is configured with both from the start (BIND for DNS, the fake
-PLC/PDS for atproto); they are started at the first proof, so a test that
-never enrolls a sending member does not pay for them. A test that has its
-own BIND (the `dns_server` fixture) proves domains in that one.
+The relay is configured with both from the start: BIND for DNS (started at
+once: it takes a tenth of a second, and a resolver pointed at a silent port
+waits for its timeout) and the fake PLC/PDS for atproto (started at the
+first proof; until then a lookup is refused at once and reads as unknown).
+A test that has its own BIND (the `dns_server` fixture) proves domains in
+that one.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ ATTESTATION = "email.atmos.attestation"
 class DomainProofs:
     def __init__(self, workdir: Path, dns: Bind | None = None) -> None:
         self.workdir = Path(workdir)
-        self.dns = dns or Bind(self.workdir / "bind")
+        self.dns = dns or Bind(self.workdir / "bind").start()
         self._own_dns = dns is None
         self.atproto = FakeAtproto(self.workdir / "atproto")
         self._registered: set[str] = set()
@@ -28,15 +30,12 @@ class DomainProofs:
         return {**self.dns.config, **self.atproto.config}
 
     def start(self) -> "DomainProofs":
-        if self.dns.proc is None:
-            self.dns.start()
         if self.atproto.proc is None:
             self.atproto.start()
         return self
 
     def publish(self, enrolled: dict) -> None:
         """The records the relay printed, in the domain's zone (step 4 of the enroll page)."""
-        self.start()
         self.dns.publish(enrolled["dnsRecords"])
 
     def attest(self, did: str, domain: str, selectors: list[str], operator_domain: str = "atmos.test") -> None:
