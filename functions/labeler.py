@@ -3,7 +3,9 @@
 Runs every minute (runbook task 2: publish, and within 60 s the label
 follows). A label is withdrawn only on a definite answer (a record missing
 or replaced, an attestation gone); a DNS timeout or an unreachable PDS
-leaves things as they are until the next run can tell.
+leaves things as they are until the next run can tell. Each run first
+checks the domain claims that are due (`domain_proof.verify_due`), so a
+domain is proven, or loses its proof, on the same schedule.
 """
 from __future__ import annotations
 
