@@ -112,7 +112,7 @@ def test_a_domain_belongs_to_the_member_that_proves_it(offline):
     assert [(c["did"], c["verification"]) for c in mine["otherClaims"]] == [(other, "verified")]
 
 
-def test_member_verify_and_show_say_why_a_domain_is_not_proven(offline, proofs):
+def test_member_verify_and_show_say_why_a_domain_is_not_proven(offline, proofs, atproto):
     enrolled = offline.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN)
     assert enrolled["verification"] == "pending"
     (domain,) = offline.cli_json("member", "verify", DID)["domains"]
