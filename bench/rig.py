@@ -1,4 +1,4 @@
-"""The relay every load bench drives: BIND, a recipient MX, the relay, one enrolled member without caps.
+"""The relay every load bench drives: BIND, a recipient MX, the relay, one proven member without caps.
 
 Warm-up tiers are switched off and limits raised so the benches measure
 the relay, not the policy.
@@ -12,6 +12,7 @@ from typing import Iterator
 from bench import load
 from harness.dns import Bind
 from harness.mx import SinkMX
+from harness.proofs import DomainProofs
 from harness.relay import Relay, enroll_published
 
 
@@ -23,8 +24,9 @@ def member_relay(work: Path, prefix: str, did: str, domain: str,
     mx = SinkMX(work / f"{prefix}mx").start()
     policy = work / f"{prefix}policy.yml"
     policy.write_text("warming:\n  tiers: []\n")
-    relay = Relay(work / f"{prefix}relay", config={
-        **bind.config, "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
+    proofs = DomainProofs(work / f"{prefix}proofs", dns=bind)
+    relay = Relay(work / f"{prefix}relay", proofs=proofs, config={
+        "rulesFile": str(policy), "limits": {"hourly": 10**7, "daily": 10**8},
         "delivery": {"port": mx.port, **(delivery or {})}, "smtp": {"authFailureLimit": 1000},
     })
     try:
@@ -36,5 +38,6 @@ def member_relay(work: Path, prefix: str, did: str, domain: str,
                                      f"noreply@{domain}", "recipient.test")
     finally:
         relay.stop()
+        proofs.stop()
         mx.stop()
         bind.stop()

@@ -1,4 +1,4 @@
-"""`admin-member-actions`: approve, suspend and reactivate, for the runbook's curl lines and the dashboard's buttons.
+"""`admin-member-actions`: approve, suspend, reactivate and verify, for the runbook's curl lines and the dashboard's buttons.
 
 Both callers hit the same routes: a script with `Authorization: Bearer`
 gets the member as JSON; a browser posts a form with its CSRF token and
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from functions.members import registry
+from functions.members import domain_proof, registry
 from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
-ACTIONS = ("approve", "suspend", "reactivate")
+ACTIONS = ("approve", "suspend", "reactivate", "verify")
 
 
 def _back(form: dict[str, str], did: str) -> str:
@@ -37,8 +37,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
                 view = registry.approve(tx, context, did, actor=actor, reason=reason)
             elif action == "suspend":
                 view = registry.suspend(tx, context, did, reason, actor=actor)
-            else:
+            elif action == "reactivate":
                 view = registry.reactivate(tx, context, did, actor=actor, reason=reason)
+            else:
+                view = registry.member_view(tx, did, context.settings)
+        if action in ("approve", "verify"):
+            domain_proof.verify_member(context, did)
+            view = registry.member_view(context.store.connection(), did, context.settings)
     except registry.MemberError as exc:
         return http_api.error(event, exc.http_status, exc.message)
     context.logger.info("admin.member", action=action, did=did, status=view["status"], reason=view["reason"],

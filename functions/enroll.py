@@ -4,6 +4,9 @@ A new DID and domain need nothing but the form: the member is created
 pending and an operator approves it. Touching an existing member (rotating
 a domain's keys, as runbook task 2 asks, or adding a domain) needs one of
 its current API keys; an operator without it uses `atmos-relay member enroll`.
+Either way the domain starts unproven and carries no mail until the member
+has published its DKIM records and attestation and the relay has seen them
+(`functions/members/domain_proof.py`); a claim nobody has proven blocks no one.
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
                             reason=exc.message, client=client)
         return _form_page(event, exc.http_status, form, exc.message)
     context.logger.info("member.enrolled", did=did, domain=domain, rotated=enrolled["rotated"],
-                        via="enroll", client=client)
+                        verification=enrolled["verification"], via="enroll", client=client)
     setup = onboarding.instructions(context.settings, enrolled)
     if http_api.wants_json(event):
         return http_api.json_response(201, {**enrolled, **setup})

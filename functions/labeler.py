@@ -3,13 +3,15 @@
 Runs every minute (runbook task 2: publish, and within 60 s the label
 follows). A label is withdrawn only on a definite answer (a record missing
 or replaced, an attestation gone); a DNS timeout or an unreachable PDS
-leaves things as they are until the next run can tell.
+leaves things as they are until the next run can tell. Each run first
+checks the domain claims that are due (`domain_proof.verify_due`), so a
+domain is proven, or loses its proof, on the same schedule.
 """
 from __future__ import annotations
 
 from functions.dkim import dns_check, key_pairs
 from functions.labeling.publication import publish
-from functions.members import attestation, labels
+from functions.members import attestation, domain_proof, labels
 from functions.reputation import events
 from runtime.context import LambdaContext
 
@@ -42,6 +44,7 @@ def verdict(context: LambdaContext, did: str, domains: list) -> tuple[bool | Non
 def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
     only = str((event.get("detail") or {}).get("did") or event.get("did") or "")
+    proofs = domain_proof.verify_due(context) if not only else {}
     members = conn.execute("SELECT did FROM members WHERE status != 'suspended' AND (? = '' OR did = ?)"
                            " ORDER BY did", (only, only)).fetchall()
     changed = {"added": [], "removed": [], "undecided": []}
@@ -64,4 +67,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
                 changed["added" if ok else "removed"].append(did)
                 publish(tx, context, did, LABEL, ok)
                 context.logger.info("labeler.label", did=did, label=LABEL, added=ok, reason=reason)
-    return {"checked": len(members), **changed}
+    return {"checked": len(members), **changed, **proofs}

@@ -1,7 +1,7 @@
 """`member`: the operator's member commands (`atmos-relay member ...`), one action per event."""
 from __future__ import annotations
 
-from functions.members import registry
+from functions.members import domain_proof, registry
 from functions.members.identifiers import normalize_did, normalize_domain
 from runtime.context import LambdaContext
 
@@ -18,8 +18,11 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
                                   contact=str(event.get("contact") or ""), forward_to=str(event.get("forwardTo") or ""))
     if action == "approve":
         with store.transaction() as conn:
-            return registry.approve(conn, context, event.get("did", ""), actor=actor,
-                                   reason=str(event.get("reason") or ""))
+            view = registry.approve(conn, context, event.get("did", ""), actor=actor,
+                                    reason=str(event.get("reason") or ""))
+        return verified_view(context, view["did"])
+    if action == "verify":
+        return verified_view(context, normalize_did(event.get("did", "")))
     if action == "suspend":
         with store.transaction() as conn:
             return registry.suspend(conn, context, event.get("did", ""), str(event.get("reason") or ""), actor=actor)
@@ -45,3 +48,10 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
         return {"domain": domain, "dnsRecords": registry.domain_records(
             store.connection(), domain, context.settings.operatorDomain)}
     raise registry.MemberError(f"unknown member action {action!r}")
+
+
+def verified_view(context: LambdaContext, did: str) -> dict:
+    """Check every domain of the member now (approval, `member verify`) and show the member as it then stands."""
+    registry.member_view(context.store.connection(), did, context.settings)
+    checks = domain_proof.verify_member(context, did)
+    return {**registry.member_view(context.store.connection(), did, context.settings), "checks": checks}

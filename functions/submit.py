@@ -12,7 +12,7 @@ from email.utils import format_datetime
 
 from functions.members import suppression
 from functions.members.identifiers import address_domain
-from functions.members.registry import domains_of
+from functions.members.registry import domains_of, verified_domains_of
 from functions.outbound import from_field, header_section
 from functions.reputation import events, limits
 from runtime import payload, replies
@@ -75,16 +75,24 @@ def from_domains(content: bytes) -> list[str]:
 
 
 def sending_domain(context: LambdaContext, did: str, content: bytes) -> str:
-    """The first From: domain, once every From: domain is one of the member's; else the refusal, recorded."""
+    """The first From: domain, once every From: domain is one the member has proven; else the refusal, recorded."""
     try:
         found = from_domains(content)
     except RelayError as exc:
         raise _reject(context, did, "malformed", exc.reply, detail=exc.detail) from None
-    allowed = set(domains_of(context.store.connection(), did))
+    conn = context.store.connection()
+    allowed = set(verified_domains_of(conn, did))
     for domain in found:
         if domain not in allowed:
-            raise _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
+            raise _from_refused(context, conn, did, domain)
     return found[0]
+
+
+def _from_refused(context: LambdaContext, conn, did: str, domain: str) -> SubmissionRefused:
+    """A domain the member claimed but has not proven is told how to prove it; any other is not its own."""
+    if domain in domains_of(conn, did):
+        return _reject(context, did, "from_not_verified", replies.FROM_NOT_VERIFIED.format(domain=domain))
+    return _reject(context, did, "from_not_enrolled", replies.FROM_NOT_ENROLLED.format(domain=domain))
 
 
 def received_header(session: dict, hostname: str, queue_id: str, recipients: list[str], now: float) -> bytes:

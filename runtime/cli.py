@@ -309,6 +309,7 @@ def _member_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     for name in ("approve", "suspend", "reactivate"):
         action(name, _did_event, "did").add_argument("--reason")
     action("show", _did_event, "did")
+    action("verify", _did_event, "did", help="check now whether the member's domains are proven (DKIM in DNS, attestation)")
     action("list", lambda a: {"status": a.status or ""}).add_argument(
         "--status", choices=["pending", "active", "suspended"])
     action("dns", lambda a: {"domain": a.domain}, "domain",

@@ -74,6 +74,8 @@ ACCEPTED = Reply(250, "2.0.0", "Ok: message accepted")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (see RFC 5321 4.5.3.1.6)")
 FROM_NOT_ENROLLED = Reply(550, "5.7.1", "From: domain {domain} is not enrolled for this member")
+FROM_NOT_VERIFIED = Reply(550, "5.7.1", "From: domain {domain} is not verified yet: publish its DKIM records and the"
+                          " email.atmos.attestation record in your repo; the relay checks every minute")
 FROM_MISSING = Reply(550, "5.6.0", "Message has no usable From: header")
 MESSAGE_MALFORMED = Reply(550, "5.6.0", "Message is malformed: {detail}")
 RATE_LIMITED = Reply(451, "4.7.1", "{detail}")

@@ -11,16 +11,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.certs import self_signed  # noqa: E402
 from harness.dns import Bind  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
+from harness.proofs import DomainProofs  # noqa: E402
 from harness.relay import Relay, deep_merge  # noqa: E402
 
 
 @pytest.fixture
-def start_relay(tmp_path):
+def proofs(request, tmp_path):
+    """Where members prove their domains (DKIM records in DNS, attestation in a fake PDS), started on first use.
+
+    A test that has the `dns_server` fixture proves domains in that BIND, so the relay has one DNS.
+    """
+    dns = request.getfixturevalue("dns_server") if "dns_server" in request.fixturenames else None
+    world = DomainProofs(tmp_path / "proofs", dns=dns)
+    yield world
+    world.stop()
+
+
+@pytest.fixture
+def atproto(proofs):
+    """The fake PLC directory and PDS the relays of this test resolve DIDs and attestations with."""
+    return proofs.start().atproto
+
+
+@pytest.fixture
+def start_relay(tmp_path, proofs):
     """Factory: start_relay(config=None, env=None, name='relay') -> a running Relay, stopped after the test."""
     started: list[Relay] = []
 
     def start(config: dict | None = None, env: dict | None = None, name: str = "relay", wait: bool = True) -> Relay:
-        relay = Relay(tmp_path / name, config=config, env=env)
+        relay = Relay(tmp_path / name, config=config, env=env, proofs=proofs)
         started.append(relay)
         return relay.start(wait=wait)
 
@@ -94,14 +113,15 @@ def reputation(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"reputation-{request.param}")
     clock = ClockFile(tmp / "clock-offset")
     config: dict = {"limits": {"hourly": 100, "daily": 1000}}
-    extras: list = []
+    proofs = DomainProofs(tmp / "proofs")
+    extras: list = [proofs]
     produce = None
     if request.param == "kafka":
         broker = Tansu(tmp / "tansu").start()
         extras.append(broker)
         config["kafka"] = {"bootstrapServers": [broker.bootstrap], "partitions": 4}
         produce = broker.produce
-    relay = Relay(tmp / "relay", env=clock.env, config=config)
+    relay = Relay(tmp / "relay", env=clock.env, config=config, proofs=proofs)
     deployment = Deployment(request.param, relay, clock, extras, produce)
     relay.start()
     if request.param == "kafka":

@@ -203,7 +203,9 @@ def test_an_auto_reply_is_not_a_bounce(world):
 
 def test_replies_are_forwarded_for_members_with_a_forward_address(mail_relay, dns_server, sink_mx):
     relay = mail_relay()
-    relay.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN, "--forward-to", "owner@recipient.test")
+    enrolled = relay.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN, "--forward-to",
+                              "owner@recipient.test")
+    relay.proofs.prove(enrolled)
     relay.cli_json("member", "approve", DID)
     reply = (f"From: Friend <friend@recipient.test>\r\nTo: noreply@{DOMAIN}\r\nSubject: Re: Confirm\r\n"
              f"Message-ID: <reply1@recipient.test>\r\n\r\nThanks!\r\n").encode()

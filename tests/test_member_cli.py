@@ -14,9 +14,9 @@ DOMAIN = "cli.example"
 
 
 @pytest.fixture
-def offline(tmp_path) -> Relay:
-    """A relay that was configured but never started."""
-    return Relay(tmp_path / "offline")
+def offline(tmp_path, proofs) -> Relay:
+    """A relay that was configured but never started (its DNS and atproto start only if a test proves a domain)."""
+    return Relay(tmp_path / "offline", proofs=proofs)
 
 
 def test_enroll_prints_what_the_member_needs_once(offline):
@@ -100,16 +100,37 @@ def test_invalid_domains_are_refused_clearly(offline, domain, message):
     assert message in result.stderr
 
 
-def test_a_domain_belongs_to_one_member(offline):
+def test_a_domain_belongs_to_the_member_that_proves_it(offline):
     offline.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN)
-    result = offline.cli("member", "enroll", "--did", "did:web:other.example", "--domain", DOMAIN, check=False)
+    other = "did:plc:otherotherotherotherothe"
+    offline.enroll(other, DOMAIN)
+    result = offline.cli("member", "enroll", "--did", "did:plc:thirdthirdthirdthirdthir", "--domain", DOMAIN,
+                         check=False)
     assert result.returncode == 1 and "already enrolled by another member" in result.stderr
+    (mine,) = offline.cli_json("member", "show", DID)["domains"]
+    assert mine["verification"] == "pending"
+    assert [(c["did"], c["verification"]) for c in mine["otherClaims"]] == [(other, "verified")]
+
+
+def test_member_verify_and_show_say_why_a_domain_is_not_proven(offline, proofs, atproto):
+    enrolled = offline.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN)
+    assert enrolled["verification"] == "pending"
+    (domain,) = offline.cli_json("member", "verify", DID)["domains"]
+    assert domain["verification"] == "pending" and domain["lastCheckedAt"]
+    assert "DKIM key" in domain["lastFailure"] or "could not check" in domain["lastFailure"]
+    proofs.publish(enrolled)
+    (domain,) = offline.cli_json("member", "verify", DID)["domains"]
+    assert domain["lastFailure"] == "could not check: attestation unknown: DID document lookup answered HTTP 404"
+    proofs.attest(DID, DOMAIN, enrolled["selectors"])
+    shown = offline.cli_json("member", "verify", DID)
+    assert shown["domainsProven"] is True and shown["domains"][0]["verification"] == "verified"
+    assert offline.cli_json("member", "show", DID)["domains"][0]["verifiedAt"]
 
 
 def test_re_enrolling_rotates_keys_and_api_key(relay):
     first = relay.enroll(DID, DOMAIN)
     second = relay.cli_json("member", "enroll", "--did", DID, "--domain", DOMAIN)
-    assert second["rotated"] is True and second["status"] == "active"
+    assert second["rotated"] is True and second["status"] == "active" and second["verification"] == "pending"
     assert second["apiKey"] != first["apiKey"]
     assert second["dnsRecords"][0]["value"] != first["dnsRecords"][0]["value"]
     s = submission(relay)

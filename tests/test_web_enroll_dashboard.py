@@ -1,6 +1,7 @@
 """The enroll wizard and the dashboard in headless Chromium, as a PDS operator and a relay operator use them."""
 from __future__ import annotations
 
+import json
 import shlex
 import smtplib
 import subprocess
@@ -12,19 +13,11 @@ import dns.zone
 import pytest
 from selenium.webdriver.common.by import By
 
-from harness.atproto import FakeAtproto
 from harness.browser import chromium, click_and_load
 from harness.smtp import insecure, message, submission
 
 DID = "did:plc:webenrollwebenrollwebenr"
 DOMAIN = "pds.webenroll.example"
-
-
-@pytest.fixture
-def atproto(tmp_path):
-    fake = FakeAtproto(tmp_path / "atproto").start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
@@ -35,9 +28,16 @@ def browser():
 
 
 @pytest.fixture
-def web_relay(mail_relay, atproto):
+def web_relay(mail_relay):
     """Members are told to connect to 127.0.0.1, so the page's commands run here verbatim."""
-    return mail_relay({"publicSmtp": {"host": "127.0.0.1"}, **atproto.config})
+    return mail_relay({"publicSmtp": {"host": "127.0.0.1"}})
+
+
+def write_attestation(atproto, did: str, page: dict) -> None:
+    """What the member does with the page's record: putRecord to its own repo."""
+    record = json.loads(page["attestation"])
+    atproto.register(did)
+    atproto.put_record(did, record["$type"], record["domain"], record)
 
 
 def enroll_in_browser(browser, relay, did: str, domain: str, contact: str = "") -> dict:
@@ -56,6 +56,7 @@ def enroll_in_browser(browser, relay, did: str, domain: str, contact: str = "") 
         "pdsEnv": dict(line.split("=", 1) for line in text("pds-env").splitlines()),
         "advice": text("advice"),
         "attestation": text("attestation"),
+        "verification": text("verification"),
     }
 
 
@@ -90,7 +91,7 @@ def row_status(browser, did: str) -> str:
     return browser.find_element(By.CSS_SELECTOR, f'tr[data-did="{did}"]').get_attribute("data-status")
 
 
-def test_wizard_then_approve_button_then_step5_swaks_and_pds_url(web_relay, dns_server, sink_mx, browser):
+def test_wizard_then_approve_button_then_step5_swaks_and_pds_url(web_relay, dns_server, atproto, sink_mx, browser):
     relay = web_relay
     page = enroll_in_browser(browser, relay, DID, DOMAIN, contact="admin@webenroll.example")
     assert page["apiKey"].startswith("atmos_") and page["status"] == "pending"
@@ -103,8 +104,10 @@ def test_wizard_then_approve_button_then_step5_swaks_and_pds_url(web_relay, dns_
     assert page["pdsEnv"]["PDS_EMAIL_FROM_ADDRESS"] == f"noreply@{DOMAIN}"
     assert "spam" in page["advice"] and "5 messages an hour and 20 a day" in page["advice"]
     assert '"$type": "email.atmos.attestation"' in page["attestation"]
+    assert page["verification"] == "pending"
     published = publish_zone_lines(dns_server, DOMAIN, page["zone"])
     assert len([n for n in published if "._domainkey." in n]) == 2 and f"_dmarc.{DOMAIN}" in published
+    write_attestation(atproto, DID, page)
 
     step5 = shlex.split(page["swaks"].replace("you@example.com", "someone@recipient.test"))
     pending = subprocess.run(step5, capture_output=True, text=True, timeout=60)
@@ -116,6 +119,7 @@ def test_wizard_then_approve_button_then_step5_swaks_and_pds_url(web_relay, dns_
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, f'tr[data-did="{DID}"] button.approve'))
     assert row_status(browser, DID) == "active"
     assert relay.logs("admin.member", action="approve", did=DID)[0]["actor"] == "admin:session"
+    assert relay.wait_for("domain.verified", did=DID, domain=DOMAIN)
 
     sent = subprocess.run(step5, capture_output=True, text=True, timeout=60)
     assert "250 2.0.0 Ok: queued" in sent.stdout, sent.stdout + sent.stderr
@@ -173,6 +177,12 @@ def test_detail_page_shows_dkim_in_dns_attestation_limits_and_activity(web_relay
 
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "button.approve"))
     assert browser.find_element(By.ID, "member-status").text == "active"
+    assert browser.find_element(By.ID, "domains-proven").text == "no"
+    assert "DKIM key mismatch" in browser.find_element(By.CSS_SELECTOR, ".proof-failure").text
+    publish_zone_lines(dns_server, DOMAIN, page["zone"])
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "button.verify"))
+    assert browser.find_element(By.ID, "domains-proven").text == "yes"
+    assert browser.find_element(By.CSS_SELECTOR, ".proof-status").text == "verified"
     s = submission(relay)
     s.login(DOMAIN, page["apiKey"])
     for n in range(3):
@@ -216,9 +226,10 @@ def test_dashboard_needs_a_login_and_a_wrong_token_is_refused(web_relay, browser
 
 def test_labeler_issues_verified_mail_operator_and_withdraws_it(web_relay, dns_server, atproto):
     relay = web_relay
-    enrolled = relay.enroll(DID, DOMAIN)
+    enrolled = relay.enroll(DID, DOMAIN, prove=False)
     label = lambda: relay.cli_json("member", "show", DID)["labels"]  # noqa: E731
-    assert relay.cli_json("invoke", "labeler", "--payload", "{}") == {
+    ran = relay.cli_json("invoke", "labeler", "--payload", "{}")
+    assert {k: ran[k] for k in ("checked", "added", "removed", "undecided")} == {
         "checked": 1, "added": [], "removed": [], "undecided": []}
     dns_server.publish(enrolled["dnsRecords"])
     assert relay.cli_json("invoke", "labeler", "--payload", "{}")["undecided"] == [DID]
@@ -228,7 +239,8 @@ def test_labeler_issues_verified_mail_operator_and_withdraws_it(web_relay, dns_s
     atproto.put_record(DID, "email.atmos.attestation", DOMAIN,
                        {"$type": "email.atmos.attestation", "domain": DOMAIN,
                         "dkimSelectors": enrolled["selectors"], "relay": "atmos.test"})
-    assert relay.cli_json("invoke", "labeler", "--payload", "{}")["added"] == [DID]
+    ran = relay.cli_json("invoke", "labeler", "--payload", "{}")
+    assert ran["added"] == [DID]
     assert label() == ["verified-mail-operator"]
     assert relay.http_json(f"/admin/members/{DID}")["labelDetails"][0]["src"] == "labeler"
     dns_server.delete(f"{enrolled['selectors'][0]}._domainkey.{DOMAIN}")

@@ -1,8 +1,8 @@
 """Which addresses the inbound MX handles, and what each one is for. Anything else is refused.
 
 Operator aliases at the operator domain (runbook section 6), VERP bounce
-addresses whose MAC checks out, and any address at a member domain whose
-member asked for replies to be forwarded. Never an open relay.
+addresses whose MAC checks out, and any address at a member domain the
+member has proven and asked replies for to be forwarded. Never an open relay.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def resolve(conn: sqlite3.Connection, address: str, operator_domain: str) -> Inb
         return None
     row = conn.execute(
         "SELECT m.did, m.forward_to, m.status FROM member_domains d JOIN members m ON m.did = d.did"
-        " WHERE d.domain = ?", (domain,)).fetchone()
+        " WHERE d.domain = ? AND d.status = 'verified'", (domain,)).fetchone()
     if row is not None and row["forward_to"] and row["status"] == "active":
         return InboundAddress("reply", address, member_did=row["did"], forward_to=row["forward_to"])
     return None

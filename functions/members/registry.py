@@ -80,8 +80,9 @@ def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, 
     row = _member_row(conn, did)
     member_labels = labels.details(conn, did)
     domains = conn.execute(
-        "SELECT domain, dkim_selector, dkim_rsa_pubkey, dkim_ed_pubkey, created_at, rotated_at"
-        " FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()
+        "SELECT domain, dkim_selector, dkim_rsa_pubkey, dkim_ed_pubkey, created_at, rotated_at, status,"
+        " verified_at, last_checked_at, last_failure FROM member_domains WHERE did = ? ORDER BY domain",
+        (did,)).fetchall()
     return {
         "did": row["did"],
         "status": row["status"],
@@ -103,12 +104,30 @@ def member_view(conn: sqlite3.Connection, did: str, settings: Any) -> dict[str, 
             "selectors": [key_pairs.rsa_selector(d["dkim_selector"]), key_pairs.ed25519_selector(d["dkim_selector"])],
             "createdAt": d["created_at"],
             "rotatedAt": d["rotated_at"],
+            **proof_view(conn, did, d),
         } for d in domains],
+        "domainsProven": bool(domains) and all(d["status"] == "verified" for d in domains),
+    }
+
+
+def proof_view(conn: sqlite3.Connection, did: str, claim: sqlite3.Row) -> dict[str, Any]:
+    """Whether a claim is proven and why not, with every other member's claim of the same domain."""
+    others = conn.execute("SELECT did, status, created_at, last_failure FROM member_domains"
+                          " WHERE domain = ? AND did != ? ORDER BY created_at", (claim["domain"], did)).fetchall()
+    return {
+        "verification": claim["status"],
+        "verifiedAt": claim["verified_at"],
+        "lastCheckedAt": claim["last_checked_at"],
+        "lastFailure": claim["last_failure"],
+        "otherClaims": [{"did": o["did"], "verification": o["status"], "createdAt": o["created_at"],
+                         "lastFailure": o["last_failure"]} for o in others],
     }
 
 
 def domain_records(conn: sqlite3.Connection, domain: str, operator_domain: str) -> list[dict[str, str]]:
-    row = conn.execute("SELECT * FROM member_domains WHERE domain = ?", (domain,)).fetchone()
+    """The records of the domain's holder, else of its latest claim."""
+    row = conn.execute("SELECT * FROM member_domains WHERE domain = ?"
+                       " ORDER BY status = 'verified' DESC, rotated_at DESC", (domain,)).fetchone()
     if row is None:
         raise MemberNotFound(f"domain {domain} is not enrolled")
     return dns_records(domain, row["dkim_selector"], row["dkim_rsa_pubkey"], row["dkim_ed_pubkey"], operator_domain)
@@ -122,16 +141,20 @@ def dns_records(domain: str, selector: str, rsa_pub: str, ed_pub: str, operator_
     ]
 
 
-def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: str, material: DomainMaterial,
-           contact: str = "", forward_to: str = "") -> dict[str, Any]:
-    """Create a pending member (or add/rotate a domain of an existing one); the API key is returned once."""
-    did = normalize_did(did)
-    domain = normalize_domain(domain)
-    now = context.clock.now()
-    owner = conn.execute("SELECT did FROM member_domains WHERE domain = ?", (domain,)).fetchone()
-    if owner is not None and owner["did"] != did:
-        raise DomainTaken(f"domain {domain} is already enrolled by another member")
-    member = conn.execute("SELECT * FROM members WHERE did = ?", (did,)).fetchone()
+NOT_PROVEN_YET = ("not verified yet: publish the DKIM records and write the attestation record to your repo;"
+                  " the relay looks every minute")
+
+
+def holder_of(conn: sqlite3.Connection, domain: str, other_than: str = "") -> str:
+    """The member that has proven the domain (other than `other_than`), or ''; only a proven claim blocks others."""
+    row = conn.execute("SELECT did FROM member_domains WHERE domain = ? AND did != ? AND status = 'verified'",
+                       (domain, other_than)).fetchone()
+    return row["did"] if row else ""
+
+
+def _add_member(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: str, contact: str,
+                forward_to: str, now: float) -> None:
+    member = conn.execute("SELECT 1 FROM members WHERE did = ?", (did,)).fetchone()
     if member is None:
         conn.execute(
             "INSERT INTO members (did, status, contact, forward_to, created_at, updated_at)"
@@ -141,33 +164,54 @@ def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: s
         conn.execute("UPDATE members SET contact = COALESCE(NULLIF(?, ''), contact),"
                      " forward_to = COALESCE(NULLIF(?, ''), forward_to), updated_at = ? WHERE did = ?",
                      (contact, forward_to, now, did))
+
+
+def enroll(conn: sqlite3.Connection, context: LambdaContext, did: str, domain: str, material: DomainMaterial,
+           contact: str = "", forward_to: str = "") -> dict[str, Any]:
+    """Create a pending member (or add/rotate a domain of an existing one); the API key is returned once.
+
+    The claim starts unproven: its keys were made a moment ago, so nothing can be in DNS yet, and
+    re-keying a proven domain takes it out of service until the new records are published.
+    """
+    did = normalize_did(did)
+    domain = normalize_domain(domain)
+    now = context.clock.now()
+    if holder_of(conn, domain, did):
+        raise DomainTaken(f"domain {domain} is already enrolled by another member")
+    claim = conn.execute("SELECT status FROM member_domains WHERE domain = ? AND did = ?", (domain, did)).fetchone()
+    _add_member(conn, context, did, domain, contact, forward_to, now)
     rsa_key, ed_key = material.rsa, material.ed25519
     selector = key_pairs.selector_base(now)
-    api_key, key_hash = material.api_key, material.api_key_hash
-    if owner is None:
+    if claim is None:
         conn.execute(
             "INSERT INTO member_domains (domain, did, dkim_selector, dkim_rsa_privkey, dkim_ed_privkey,"
-            " dkim_rsa_pubkey, dkim_ed_pubkey, api_key_hash, created_at, rotated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " dkim_rsa_pubkey, dkim_ed_pubkey, api_key_hash, created_at, rotated_at, last_failure)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (domain, did, selector, rsa_key.private_pem, ed_key.private_pem, rsa_key.public_b64,
-             ed_key.public_b64, key_hash, now, now))
+             ed_key.public_b64, material.api_key_hash, now, now, NOT_PROVEN_YET))
     else:
         conn.execute(
             "UPDATE member_domains SET dkim_selector = ?, dkim_rsa_privkey = ?, dkim_ed_privkey = ?,"
-            " dkim_rsa_pubkey = ?, dkim_ed_pubkey = ?, api_key_hash = ?, rotated_at = ? WHERE domain = ?",
+            " dkim_rsa_pubkey = ?, dkim_ed_pubkey = ?, api_key_hash = ?, rotated_at = ?, status = 'pending',"
+            " last_checked_at = NULL, last_failure = ? WHERE domain = ? AND did = ?",
             (selector, rsa_key.private_pem, ed_key.private_pem, rsa_key.public_b64, ed_key.public_b64,
-             key_hash, now, domain))
+             material.api_key_hash, now, "keys rotated: " + NOT_PROVEN_YET, domain, did))
         events.emit(conn, context, "member_keys_rotated",
                     {"sender_did": did, "domain": domain, "selector": selector, "actor": "enroll"})
+        if claim["status"] == "verified":
+            events.emit(conn, context, "domain_unverified",
+                        {"sender_did": did, "domain": domain, "reason": "keys rotated"})
     status = conn.execute("SELECT status FROM members WHERE did = ?", (did,)).fetchone()["status"]
     return {
         "did": did,
         "domain": domain,
         "status": status,
-        "apiKey": api_key,
+        "apiKey": material.api_key,
         "selector": selector,
         "selectors": [key_pairs.rsa_selector(selector), key_pairs.ed25519_selector(selector)],
-        "rotated": owner is not None,
+        "rotated": claim is not None,
+        "verification": "pending",
+        "verificationDetail": NOT_PROVEN_YET,
         "dnsRecords": dns_records(domain, selector, rsa_key.public_b64, ed_key.public_b64,
                                   context.settings.operatorDomain),
     }
@@ -177,17 +221,19 @@ def prove_ownership(conn: sqlite3.Connection, did: str, domain: str, api_key: st
     """A self-service enrollment that touches an existing member must carry one of its API keys.
 
     Otherwise anyone who knows a member's DID and domain could rotate its
-    keys away, or add a domain of their own that sends under its DID.
+    keys away, or add a domain of their own that sends under its DID. A
+    domain someone else has only claimed stays open: control is settled by
+    proof, not by who came first.
     """
-    owner = conn.execute("SELECT did FROM member_domains WHERE domain = ?", (domain,)).fetchone()
-    if owner is not None and owner["did"] != did:
+    if holder_of(conn, domain, did):
         raise DomainTaken(f"domain {domain} is already enrolled by another member")
-    if owner is None and conn.execute("SELECT 1 FROM members WHERE did = ?", (did,)).fetchone() is None:
+    claimed = conn.execute("SELECT 1 FROM member_domains WHERE domain = ? AND did = ?", (domain, did)).fetchone()
+    if claimed is None and conn.execute("SELECT 1 FROM members WHERE did = ?", (did,)).fetchone() is None:
         return
     hashes = [r["api_key_hash"] for r in conn.execute(
         "SELECT api_key_hash FROM member_domains WHERE did = ? ORDER BY domain = ? DESC", (did, domain))]
     if not api_key or not any(verify_api_key(h, api_key) for h in hashes):
-        what = f"domain {domain}" if owner is not None else f"member {did}"
+        what = f"domain {domain}" if claimed is not None else f"member {did}"
         raise OwnershipUnproven(f"{what} is already enrolled: give its current API key to rotate its keys or "
                                 "add a domain, or ask an operator to do it")
 
@@ -279,8 +325,10 @@ def credentials_for(conn: sqlite3.Connection, username: str) -> tuple[sqlite3.Ro
         rows = conn.execute("SELECT domain, did, api_key_hash FROM member_domains WHERE did = ?"
                             " ORDER BY rotated_at DESC", (name,)).fetchall()
     else:
-        rows = conn.execute("SELECT domain, did, api_key_hash FROM member_domains WHERE domain = ?",
-                            (name.lower().rstrip("."),)).fetchall()
+        # One member per domain name: the holder, else the first claimant (others log in with their DID).
+        rows = conn.execute("SELECT domain, did, api_key_hash FROM member_domains WHERE domain = ?"
+                            " ORDER BY status = 'verified' DESC, created_at", (name.lower().rstrip("."),)).fetchall()
+        rows = [r for r in rows if r["did"] == rows[0]["did"]]
         member = conn.execute("SELECT * FROM members WHERE did = ?", (rows[0]["did"],)).fetchone() if rows else None
     return member, [DomainCredentials(r["domain"], r["did"], r["api_key_hash"]) for r in rows]
 
@@ -288,3 +336,9 @@ def credentials_for(conn: sqlite3.Connection, username: str) -> tuple[sqlite3.Ro
 def domains_of(conn: sqlite3.Connection, did: str) -> list[str]:
     return [r["domain"] for r in conn.execute(
         "SELECT domain FROM member_domains WHERE did = ? ORDER BY domain", (did,)).fetchall()]
+
+
+def verified_domains_of(conn: sqlite3.Connection, did: str) -> list[str]:
+    """The domains that carry the member's mail: those it has proven and still holds."""
+    return [r["domain"] for r in conn.execute(
+        "SELECT domain FROM member_domains WHERE did = ? AND status = 'verified' ORDER BY domain", (did,)).fetchall()]

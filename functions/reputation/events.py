@@ -89,6 +89,11 @@ class LabelChanged(_Event):
     source = fields.String(load_default="")
 
 
+class DomainProof(_Event):
+    domain = fields.String(required=True)
+    reason = fields.String(load_default="")
+
+
 SCHEMAS: dict[str, type[Schema]] = {
     "relay_attempt": RelayAttempt,
     "relay_rejected": RelayRejected,
@@ -101,6 +106,8 @@ SCHEMAS: dict[str, type[Schema]] = {
     "member_reactivated": MemberLifecycle,
     "member_keys_rotated": MemberLifecycle,
     "label_changed": LabelChanged,
+    "domain_verified": DomainProof,
+    "domain_unverified": DomainProof,
 }
 
 

@@ -210,4 +210,33 @@ MIGRATIONS = [
         received_at REAL NOT NULL
     );
     """,
+    # 12: a domain carries mail only once its claimant has proven control (issue 12): several members may claim a
+    #     domain, at most one holds it verified; each claim keeps when it was last checked and why it failed
+    """
+    CREATE TABLE member_domains_proven (
+        domain TEXT NOT NULL,
+        did TEXT NOT NULL REFERENCES members (did),
+        dkim_selector TEXT NOT NULL,
+        dkim_rsa_privkey TEXT NOT NULL,
+        dkim_ed_privkey TEXT NOT NULL,
+        dkim_rsa_pubkey TEXT NOT NULL,
+        dkim_ed_pubkey TEXT NOT NULL,
+        api_key_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        rotated_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'verified', 'unverified')),
+        verified_at REAL,
+        last_checked_at REAL,
+        last_failure TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (domain, did)
+    );
+    INSERT INTO member_domains_proven (domain, did, dkim_selector, dkim_rsa_privkey, dkim_ed_privkey,
+        dkim_rsa_pubkey, dkim_ed_pubkey, api_key_hash, created_at, rotated_at, last_failure)
+        SELECT domain, did, dkim_selector, dkim_rsa_privkey, dkim_ed_privkey, dkim_rsa_pubkey, dkim_ed_pubkey,
+               api_key_hash, created_at, rotated_at, 'not checked since the upgrade' FROM member_domains;
+    DROP TABLE member_domains;
+    ALTER TABLE member_domains_proven RENAME TO member_domains;
+    CREATE INDEX member_domains_did ON member_domains (did);
+    CREATE UNIQUE INDEX member_domains_holder ON member_domains (domain) WHERE status = 'verified';
+    """,
 ]

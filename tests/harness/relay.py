@@ -28,8 +28,10 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 class Relay:
-    def __init__(self, workdir: Path, config: dict | None = None, env: dict | None = None) -> None:
+    def __init__(self, workdir: Path, config: dict | None = None, env: dict | None = None, proofs=None) -> None:
+        """`proofs` (harness.proofs.DomainProofs) is where this relay's members prove their domains."""
         self.workdir = Path(workdir)
+        self.proofs = proofs
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in ("submission", "smtps", "mx", "http", "labeler")}
         base = {
@@ -40,6 +42,8 @@ class Relay:
             "listen": {name: f"127.0.0.1:{port}" for name, port in self.ports.items()},
             "invoke": {"accessKeyId": "AKIDTESTRELAY", "secretAccessKey": "test-secret-key"},
         }
+        if proofs is not None:
+            base = deep_merge(base, proofs.config)
         self.config = deep_merge(base, config or {})
         self.config_path = self.workdir / "config.json"
         self.config_path.write_text(json.dumps(self.config, indent=2))
@@ -123,10 +127,24 @@ class Relay:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args).stdout)
 
-    def enroll(self, did: str, domain: str, approve: bool = True) -> dict:
+    def enroll(self, did: str, domain: str, approve: bool = True, prove: bool | None = None) -> dict:
+        """Enroll as a member does: `member enroll`, then (prove, by default when approving) publish the DKIM
+        records and write the attestation, then `member approve` (which verifies) or `member verify`.
+
+        A proven domain is asserted verified: a test that sends mail starts from a member that may.
+        """
+        prove = approve if prove is None else prove
         enrolled = self.cli_json("member", "enroll", "--did", did, "--domain", domain)
+        if prove:
+            assert self.proofs is not None, "this relay has no DNS and atproto to prove domains in"
+            self.proofs.prove(enrolled)
         if approve:
-            self.cli_json("member", "approve", did)
+            shown = self.cli_json("member", "approve", did)
+        elif prove:
+            shown = self.cli_json("member", "verify", did)
+        if prove:
+            claim = next(d for d in shown["domains"] if d["domain"] == enrolled["domain"])
+            assert claim["verification"] == "verified", claim
         return enrolled
 
     def http(self, method: str, path: str, token: str | None = "", data: bytes | None = None,
@@ -187,7 +205,6 @@ class Relay:
 
 
 def enroll_published(relay: Relay, dns, did: str, domain: str) -> dict:
-    """Enroll, approve, and publish the member's DNS records as the enroll page tells them to."""
-    member = relay.enroll(did, domain)
-    dns.publish(member["dnsRecords"])
-    return member
+    """Enroll a member that has published its DNS records (in `dns`) and its attestation, approved and verified."""
+    assert relay.proofs is not None and relay.proofs.dns is dns, "the relay proves domains in another DNS"
+    return relay.enroll(did, domain)

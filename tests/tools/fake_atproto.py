@@ -62,7 +62,8 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         state = load()
         if url.path == "/register":
-            state["dids"].append(body["did"])
+            if body["did"] not in state["dids"]:
+                state["dids"].append(body["did"])
         elif url.path == "/xrpc/com.atproto.repo.putRecord":
             state["records"].setdefault(body["repo"], {}).setdefault(body["collection"], {})[body["rkey"]] = body["record"]
         else:
