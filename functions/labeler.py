@@ -9,9 +9,8 @@ domain is proven, or loses its proof, on the same schedule.
 """
 from __future__ import annotations
 
-from functions.dkim import dns_check, key_pairs
 from functions.labeling.publication import publish
-from functions.members import attestation, domain_proof, labels
+from functions.members import domain_proof, labels
 from functions.reputation import events
 from runtime.context import LambdaContext
 
@@ -20,22 +19,17 @@ SOURCE = "labeler"
 
 
 def verdict(context: LambdaContext, did: str, domains: list) -> tuple[bool | None, str]:
-    """True (verified), False (definitely not) or None (could not tell), with the reason."""
-    resolver = context.resolver()
-    atproto = context.settings.atproto
+    """True (verified), False (definitely not) or None (could not tell), with the reason.
+
+    The same look-up that proves a domain (domain_proof.examine), over every domain the member claims.
+    """
     undecided = ""
     for row in domains:
-        for check in dns_check.domain_status(resolver, row):
-            if check["status"] in ("missing", "mismatch"):
-                return False, f"{check['name']}: DKIM key {check['status']}"
-            if check["status"] != "published":
-                undecided = f"{check['name']}: {check['detail']}"
-        selectors = [key_pairs.rsa_selector(row["dkim_selector"]), key_pairs.ed25519_selector(row["dkim_selector"])]
-        held = attestation.check(did, row["domain"], selectors, atproto.plcUrl, min(atproto.timeout, 5.0))
-        if held["status"] in ("missing", "stale"):
-            return False, f"{row['domain']}: attestation {held['status']}"
-        if held["status"] != "verified":
-            undecided = f"{row['domain']}: {held.get('detail', 'attestation unknown')}"
+        finding = domain_proof.examine(context, row)
+        if finding.outcome == "failed":
+            return False, f"{row['domain']}: {finding.detail}"
+        if finding.outcome != "proven":
+            undecided = f"{row['domain']}: {finding.detail}"
     if undecided:
         return None, undecided
     return True, "DKIM keys published and attestation verified for " + ", ".join(r["domain"] for r in domains)
