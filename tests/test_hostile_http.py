@@ -1,0 +1,113 @@
+"""Issue 13, the HTTP side: the HTTP port keeps serving whatever its clients send.
+
+Each test starts the relay, plays hostile clients from their own loopback
+addresses and a legitimate one beside them, and reads the replies and log lines.
+"""
+from __future__ import annotations
+
+import json
+
+from harness.slow_clients import Slowloris, connect, read_reply, request
+
+GUARDED = {"http": {"maxConnections": 40, "maxConnectionsPerClient": 8, "headerTimeout": "2s"}}
+PROXY = "127.0.0.9"
+
+
+def test_a_client_over_its_share_of_connections_gets_503_and_others_are_served(start_relay):
+    relay = start_relay(GUARDED)
+    port = relay.ports["http"]
+    with Slowloris(port, ["127.0.0.2"], per_source=20) as attacker:
+        relay.wait_for("http.connection_refused")
+        status, body, _ = request(port, "GET", "/enroll")
+        assert status == 200 and "enroll" in json.loads(body)
+        assert attacker.answered.wait(30)
+    assert any(answer.startswith(b"HTTP/1.1 503") and b"Too many connections" in answer
+               for answer in attacker.answers)
+    refused = relay.logs("http.connection_refused")
+    assert refused[0]["counts"] == {"per_client_limit": 1} and refused[0]["last_client"] == "127.0.0.2"
+
+
+def test_slowloris_from_many_addresses_does_not_starve_a_legitimate_request(start_relay):
+    relay = start_relay(GUARDED)
+    port = relay.ports["http"]
+    sources = [f"127.0.0.{n}" for n in range(10, 29)]  # 19 addresses x 8 = 152 connections, the limit is 40
+    with Slowloris(port, sources, per_source=8):
+        relay.wait_for("http.request_timed_out", timeout=30)
+        status, body, _ = request(port, "GET", "/enroll")
+        assert status == 200 and "enroll" in json.loads(body)
+        status, _, _ = request(port, "GET", "/admin/members", headers={"Authorization": f"Bearer {relay.admin_token}"})
+        assert status == 200
+    assert relay.logs("http.request_timed_out")[0]["counts"] == {"header": 1}
+
+
+def _enroll_via(port: int, source: str, forwarded_for: str, n: int) -> tuple[int, str]:
+    status, body, _ = request(port, "POST", "/enroll", source=source,
+                              body=f"did=did:plc:bad{n}&domain=pds.example".encode(),
+                              headers={"Content-Type": "application/x-www-form-urlencoded",
+                                       "X-Forwarded-For": forwarded_for})
+    return status, body
+
+
+def test_the_enroll_limit_keys_on_the_address_a_trusted_proxy_forwards(start_relay):
+    relay = start_relay({"http": {"trustedProxies": [PROXY]}})
+    port = relay.ports["http"]
+    for n in range(20):
+        assert _enroll_via(port, PROXY, "198.51.100.7", n)[0] == 400  # counted, then refused for the bad DID
+    status, body = _enroll_via(port, PROXY, "198.51.100.7", 20)
+    assert status == 429 and "198.51.100.7" in json.loads(body)["error"]
+    assert relay.logs("enroll.refused", reason="throttled", client="198.51.100.7")
+    assert _enroll_via(port, PROXY, "198.51.100.8", 21)[0] == 400  # another client behind the proxy
+    assert _enroll_via(port, PROXY, "203.0.113.1, 198.51.100.8", 22)[0] == 400  # the nearest hop counts
+
+
+def test_a_forwarded_address_from_an_untrusted_client_keys_nothing(start_relay):
+    relay = start_relay({"http": {"trustedProxies": [PROXY]}})
+    port = relay.ports["http"]
+    for n in range(20):  # one client pretending to be twenty
+        assert _enroll_via(port, "127.0.0.5", f"198.51.100.{n}", n)[0] == 400
+    status, body = _enroll_via(port, "127.0.0.5", "198.51.100.99", 20)
+    assert status == 429 and "127.0.0.5" in json.loads(body)["error"]
+    assert relay.logs("enroll.refused", reason="throttled", client="127.0.0.5")
+
+
+def test_an_oversized_form_gets_413_before_its_body_is_read(start_relay):
+    relay = start_relay()
+    sock = connect(relay.ports["http"])
+    sock.sendall(b"POST /enroll HTTP/1.1\r\nHost: relay\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 b"Content-Length: 20000000\r\n\r\n" + b"a=1&" * 1000)  # 4 KB of the 20 MB announced
+    reply = read_reply(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"may have at most 65536 bytes" in reply
+    assert relay.wait_for("http.body_refused")[0]["counts"] == {"/enroll": 1}
+    assert not relay.logs("enroll.refused")
+
+
+def test_a_chunked_form_gets_413_once_its_chunks_pass_the_limit(start_relay):
+    relay = start_relay()
+    sock = connect(relay.ports["http"])
+    chunk = b"a=1&" * 4096
+    sock.sendall(b"POST /enroll HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n"
+                 b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+                 + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 5)
+    reply = read_reply(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413")
+
+
+def test_deeply_nested_json_gets_400_with_a_reason(start_relay):
+    relay = start_relay()
+    port = relay.ports["http"]
+    did = "did:plc:abcdefghijklmnopqrstuvwx"
+    relay.enroll(did, "pds.example", approve=False, prove=False)
+    admin = {"Authorization": f"Bearer {relay.admin_token}", "Content-Type": "application/json"}
+    for body in (b"[" * 50000, b'{"did": ' + b"[" * 40 + b"]" * 40 + b"}", b'{"a": "[[[[' + b"[" * 60 + b'"'):
+        status, text, _ = request(port, "POST", "/enroll", body=body, headers={"Content-Type": "application/json"})
+        assert status == 400, (body[:60], status, text)
+        status, text, _ = request(port, "POST", f"/admin/member/{did}/suppressions", body=body, headers=admin)
+        assert status == 400, (body[:60], status, text)
+        assert json.loads(text)["message"]
+    status, text, _ = request(port, "POST", "/enroll", body=b'{"did": "x", "domain": "' + b"[" * 60 + b'\\"]]"}',
+                              headers={"Content-Type": "application/json"})
+    assert status == 400 and "did" in text.lower()  # brackets inside strings are text: read, then refused as a DID
+    assert not relay.logs("function.error")
