@@ -111,3 +111,35 @@ def test_deeply_nested_json_gets_400_with_a_reason(start_relay):
                               headers={"Content-Type": "application/json"})
     assert status == 400 and "did" in text.lower()  # brackets inside strings are text: read, then refused as a DID
     assert not relay.logs("function.error")
+
+
+def _post(body: bytes, ctype: str) -> dict:
+    return {"body": body.decode(), "headers": {"content-type": ctype}}
+
+
+def test_json_depth_counts_brackets_outside_strings_only():
+    from functions.web.http_api import json_depth
+
+    assert json_depth(b'{"a": [1, {"b": []}]}') == 4
+    assert json_depth(b'{"a": "[[[[{{{{", "b": "\\\\"}') == 1
+    assert json_depth(b'{"a": "\\"[[[["}') == 1
+    assert json_depth(b"[" * 100000) == 100000
+    assert json_depth(b'"\\"' * 20000) == 0  # escaped quotes: linear, no regex backtracking
+
+
+def test_form_reads_flat_bodies_and_refuses_the_rest_with_a_reason():
+    import pytest
+
+    from functions.web.http_api import form
+    from runtime.errors import BadRequest
+
+    assert form(_post(b'{"did": "did:plc:x", "n": [1]}', "application/json")) == {"did": "did:plc:x", "n": "[1]"}
+    assert form(_post(b"did=a&did=b&domain=", "application/x-www-form-urlencoded")) == {"did": "b", "domain": ""}
+    for body, ctype, reason in ((b"[" * 40 + b"]" * 40, "application/json", "nested deeper"),
+                                (b"{", "application/json", "not valid JSON"),
+                                (b"[1, 2]", "application/json", "must be an object"),
+                                (b"&".join(b"f%d=1" % n for n in range(300)), "application/x-www-form-urlencoded",
+                                 "more than 256 fields")):
+        with pytest.raises(BadRequest, match=reason) as refused:
+            form(_post(body, ctype))
+        assert refused.value.status == 400
