@@ -123,6 +123,7 @@ class GuardedChannel(HTTPChannel):
         self.guard: ConnectionGuard = server.connection_guard
         self.client = addr[0] if isinstance(addr, tuple) else str(addr)
         self.awaiting_since = time.monotonic()
+        self.serving = False
         self.counted_as = self.guard.admit(self.client)
         super().__init__(server, sock, addr, adj, map)
         if self.counted_as is None:
@@ -134,11 +135,16 @@ class GuardedChannel(HTTPChannel):
         return BoundedRequest(adj, self.guard, self.client)
 
     def service(self) -> None:
-        super().service()
-        self.awaiting_since = time.monotonic()
+        """Serving is the function's time, not the client's: the clocks stop, and restart when it is done."""
+        self.serving = True
+        try:
+            super().service()
+        finally:
+            self.awaiting_since = time.monotonic()
+            self.serving = False
 
     def writable(self) -> bool:
-        if not (self.will_close or self.close_when_flushed or self.requests):
+        if not (self.will_close or self.close_when_flushed or self.requests or self.serving):
             phase = self.overdue(time.monotonic())
             if phase:
                 self.will_close = True

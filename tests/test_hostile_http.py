@@ -6,6 +6,7 @@ addresses and a legitimate one beside them, and reads the replies and log lines.
 from __future__ import annotations
 
 import json
+import select
 
 from harness.slow_clients import Slowloris, connect, read_reply, request
 
@@ -38,6 +39,21 @@ def test_slowloris_from_many_addresses_does_not_starve_a_legitimate_request(star
         status, _, _ = request(port, "GET", "/admin/members", headers={"Authorization": f"Bearer {relay.admin_token}"})
         assert status == 200
     assert relay.logs("http.request_timed_out")[0]["counts"] == {"header": 1}
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_timeout(start_relay):
+    relay = start_relay({"http": {"bodyTimeout": "2s"}})
+    sock = connect(relay.ports["http"], "127.0.0.7")
+    sock.sendall(b"POST /enroll HTTP/1.1\r\nHost: relay\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 b"Content-Length: 1000\r\n\r\ndid=")
+    for _ in range(240):  # a byte every half second, until the relay hangs up
+        if select.select([sock], [], [], 0.5)[0]:
+            break
+        sock.send(b"x")
+    assert read_reply(sock) == b""  # closed without an answer: the request never arrived whole
+    sock.close()
+    assert relay.wait_for("http.request_timed_out")[0]["counts"] == {"body": 1}
+    assert not relay.logs("enroll.refused") and not relay.logs("member.enrolled")
 
 
 def _enroll_via(port: int, source: str, forwarded_for: str, n: int) -> tuple[int, str]:
