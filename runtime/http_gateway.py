@@ -236,6 +236,7 @@ class HttpServer:
         self._server = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="atmos-relay",
                                      clear_untrusted_proxy_headers=False,  # runtime.trusted_proxies decides
                                      connection_limit=settings.http.maxConnections,
+                                     log_socket_errors=False,  # a reset per hostile client is no news
                                      max_request_header_size=MAX_HEADER_SECTION,
                                      max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]) + 1)
         guard_listeners(socket_map, ConnectionGuard(settings.http, body_limit(settings, app), log))

@@ -5,10 +5,18 @@ addresses and a legitimate one beside them, and reads the replies and log lines.
 """
 from __future__ import annotations
 
+import io
 import json
 import select
 
+import pytest
+
+from functions.web.http_api import form, json_depth
 from harness.slow_clients import Slowloris, connect, read_reply, request
+from runtime.errors import BadRequest
+from runtime.http_guard import ConnectionGuard
+from runtime.jsonlog import JsonLog
+from runtime.settings import HttpSettings
 
 GUARDED = {"http": {"maxConnections": 40, "maxConnectionsPerClient": 8, "headerTimeout": "2s"}}
 PROXY = "127.0.0.9"
@@ -134,8 +142,6 @@ def _post(body: bytes, ctype: str) -> dict:
 
 
 def test_json_depth_counts_brackets_outside_strings_only():
-    from functions.web.http_api import json_depth
-
     assert json_depth(b'{"a": [1, {"b": []}]}') == 4
     assert json_depth(b'{"a": "[[[[{{{{", "b": "\\\\"}') == 1
     assert json_depth(b'{"a": "\\"[[[["}') == 1
@@ -144,11 +150,6 @@ def test_json_depth_counts_brackets_outside_strings_only():
 
 
 def test_form_reads_flat_bodies_and_refuses_the_rest_with_a_reason():
-    import pytest
-
-    from functions.web.http_api import form
-    from runtime.errors import BadRequest
-
     assert form(_post(b'{"did": "did:plc:x", "n": [1]}', "application/json")) == {"did": "did:plc:x", "n": "[1]"}
     assert form(_post(b"did=a&did=b&domain=", "application/x-www-form-urlencoded")) == {"did": "b", "domain": ""}
     for body, ctype, reason in ((b"[" * 40 + b"]" * 40, "application/json", "nested deeper"),
@@ -159,3 +160,17 @@ def test_form_reads_flat_bodies_and_refuses_the_rest_with_a_reason():
         with pytest.raises(BadRequest, match=reason) as refused:
             form(_post(body, ctype))
         assert refused.value.status == 400
+
+
+def test_the_guard_counts_connections_per_client_and_lets_a_trusted_proxy_hold_many():
+    lines = io.StringIO()
+    guard = ConnectionGuard(HttpSettings(trustedProxies=("10.0.0.1",), maxConnectionsPerClient=2),
+                            lambda path: 1024, JsonLog(lines))
+    held = [guard.admit("192.0.2.1"), guard.admit("192.0.2.1")]
+    assert guard.admit("192.0.2.1") is None and guard.admit("192.0.2.2") is not None
+    assert guard.admit("2001:db8::1") and guard.admit("2001:db8::2") and guard.admit("2001:db8::3") is None  # a /64
+    assert all(guard.admit("10.0.0.1") for _ in range(10))
+    guard.release(held[0])
+    assert guard.admit("192.0.2.1") is not None
+    refused = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert [r["event"] for r in refused] == ["http.connection_refused"]  # the second refusal waits for the summary
