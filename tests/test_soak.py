@@ -165,7 +165,7 @@ def test_the_relay_keeps_serving_under_a_mixed_hostile_load(mail_relay, dns_serv
     legit_mail("submission")  # caches, keys and imports warm before the baseline
     legit_http()
     sink_mx.wait_for(1)
-    rss_before, fds_before = _usage(relay.proc.pid)
+    rss_before, _ = _usage(relay.proc.pid)
     files_before = _open_files(relay.proc.pid)
 
     clients, held = Clients(), {name: [] for name in ("submission", "smtps", "mx")}
@@ -193,10 +193,16 @@ def test_the_relay_keeps_serving_under_a_mixed_hostile_load(mail_relay, dns_serv
     assert clients.counts.get("oversized-http", 0) >= 5 and clients.counts.get("oversized-smtp", 0) >= 3
     assert relay.logs("http.request_timed_out") and relay.logs("http.connection_refused")
 
-    deadline = time.monotonic() + 60  # the relay closes what the hostile clients left: wait for that, then judge
-    while _usage(relay.proc.pid)[1] > fds_before + 8 and time.monotonic() < deadline:
+    # The relay closes what the hostile clients left: wait for the sockets to go, then judge. Database files
+    # may be open a few more times than at the start (each function thread keeps its own connection, and the
+    # load started more threads), never once per hostile client.
+    deadline = time.monotonic() + 60
+    while _open_files(relay.proc.pid)["socket"] > files_before["socket"] + 2 and time.monotonic() < deadline:
         time.sleep(0.5)
-    rss_after, fds_after = _usage(relay.proc.pid)
-    assert fds_after <= fds_before + 8, (fds_before, fds_after, _open_files(relay.proc.pid) - files_before)
+    files_after = _open_files(relay.proc.pid)
+    grown = files_after - files_before
+    assert grown["socket"] <= 2 and grown["pipe"] <= 2, grown
+    assert all(count <= 6 for count in grown.values()), grown
+    rss_after, _ = _usage(relay.proc.pid)
     assert rss_after <= rss_before * 1.5 + 30_000, (rss_before, rss_after)
     assert relay.proc.poll() is None and not relay.logs("function.error")
