@@ -111,7 +111,7 @@ class BoundedRequest(HTTPRequestParser):
             limit = self.guard.body_limit(self.path or "/")
             if max(self.content_length, self.body_bytes_received) > limit:
                 self.error = RequestEntityTooLarge(f"the body of a request to this path may have at most {limit} bytes")
-                self.completed = True
+                self.completed, self.expect_continue = True, False  # no "100 Continue" for a body we refuse
                 self.guard.too_large.add(self.path or "/", self.client)
         return consumed
 

@@ -105,6 +105,11 @@ def test_an_oversized_form_gets_413_before_its_body_is_read(start_relay):
     assert b"may have at most 65536 bytes" in reply
     assert relay.wait_for("http.body_refused")[0]["counts"] == {"/enroll": 1}
     assert not relay.logs("enroll.refused")
+    sock = connect(relay.ports["http"])  # a client that waits for "100 Continue" is told at once, and nothing else
+    sock.sendall(b"POST /enroll HTTP/1.1\r\nHost: relay\r\nExpect: 100-continue\r\nContent-Length: 20000000\r\n\r\n")
+    reply = read_reply(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413") and b"100 Continue" not in reply
 
 
 def test_a_chunked_form_gets_413_once_its_chunks_pass_the_limit(start_relay):
