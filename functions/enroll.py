@@ -44,14 +44,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return http_api.redirect("/enroll")
     if http_api.method(event) != "POST":
         return _form_page(event, 200, {})
-    form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
     client = http_api.source_ip(event)
-    if not enroll_throttle.admit(context, client):
-        context.logger.warning("enroll.refused", did=form.get("did", ""), domain=form.get("domain", ""),
-                               reason="throttled", client=client)
-        response = _form_page(event, 429, form, f"too many enrollments from {client} this hour; try again later")
+    if not enroll_throttle.admit(context, client):  # before the body is parsed: a refused attempt costs nothing
+        context.logger.warning("enroll.refused", reason="throttled", client=client)
+        response = _form_page(event, 429, {}, f"too many enrollments from {client} this hour; try again later")
         response["headers"]["Retry-After"] = str(3600 - int(context.clock.now()) % 3600)
         return response
+    form = {k: (v or "").strip() for k, v in http_api.form(event).items()}
     try:
         did = normalize_did(form.get("did", ""))
         domain = normalize_domain(form.get("domain", ""))

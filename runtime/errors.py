@@ -33,3 +33,11 @@ class FunctionNotFound(LookupError):
 
 class ManifestError(Exception):
     """serverless.yml cannot be loaded; the message names the function and key."""
+
+
+class BadRequest(ValueError):
+    """An HTTP request the relay will not read (a body nested too deep, too many fields); the gateway answers `status`."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status

@@ -8,19 +8,22 @@ Lambda-compatible invoke API (`/2015-03-31/functions/...`) lives in
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from flask import Flask, Response, request
 from waitress.server import create_server
 
-from runtime.errors import FunctionTimeout
+from runtime.errors import BadRequest, FunctionTimeout
+from runtime.http_guard import ConnectionGuard, guard_listeners
+from runtime.invoke_api import API as INVOKE_API
 from runtime.invoke_api import InvokeApi
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
@@ -28,6 +31,7 @@ from runtime.manifest import HttpTrigger
 from runtime.settings import Settings
 from runtime.trusted_proxies import FORWARDING_HEADERS, ORIGIN_KEY, ClientOrigin, TrustedProxies, client_origin
 
+MAX_HEADER_SECTION = 64 * 1024
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}")
 
 
@@ -139,8 +143,6 @@ def build_event(route: Route, params: dict[str, str], deployment: Deployment) ->
 
 def to_response(result: Any) -> Response:
     """Payload format 2.0: a dict with statusCode is a response; anything else is a JSON body."""
-    import json
-
     if not (isinstance(result, dict) and "statusCode" in result):
         return Response(json.dumps(result), status=200, mimetype="application/json")
     body = result.get("body") or ""
@@ -205,6 +207,8 @@ def create_app(settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> Fl
             result = runtime.invoke(route.function, event, deployment=deployment)
         except FunctionTimeout:
             return Response('{"message":"Endpoint request timed out"}', status=504, mimetype="application/json")
+        except BadRequest as exc:
+            return Response(json.dumps({"message": exc.reason}), status=exc.status, mimetype="application/json")
         except Exception as exc:
             log.error("function.error", function=route.function, route=route.route_key, error=repr(exc))
             return Response('{"message":"Internal Server Error"}', status=500, mimetype="application/json")
@@ -213,12 +217,29 @@ def create_app(settings: Settings, runtime: FunctionRuntime, log: JsonLog) -> Fl
     return app
 
 
-class HttpServer:
-    """Waitress serving the Flask app from a background thread."""
+def body_limit(settings: Settings, app: Flask) -> Callable[[str], int]:
+    """The largest body a path may carry: a page or admin form `http.maxFormSize`, an invocation more."""
+    form, invocation = settings.http.maxFormSize, int(app.config["MAX_CONTENT_LENGTH"])
 
-    def __init__(self, app: Flask, host: str, port: int, log: JsonLog, threads: int = 16) -> None:
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="atmos-relay",
-                                     clear_untrusted_proxy_headers=False)  # runtime.trusted_proxies decides
+    def limit(path: str) -> int:
+        return invocation if path.startswith(f"{INVOKE_API}/") else form
+    return limit
+
+
+class HttpServer:
+    """Waitress serving the Flask app from a background thread, each connection held to runtime.http_guard."""
+
+    def __init__(self, app: Flask, host: str, port: int, log: JsonLog, threads: int = 16,
+                 settings: Settings | None = None) -> None:
+        settings = settings or Settings()
+        socket_map: dict = {}
+        self._server = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="atmos-relay",
+                                     clear_untrusted_proxy_headers=False,  # runtime.trusted_proxies decides
+                                     connection_limit=settings.http.maxConnections,
+                                     log_socket_errors=False,  # a reset per hostile client is no news
+                                     max_request_header_size=MAX_HEADER_SECTION,
+                                     max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]) + 1)
+        guard_listeners(socket_map, ConnectionGuard(settings.http, body_limit(settings, app), log))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self.log = log
         self.host, self.port = host, port

@@ -94,7 +94,7 @@ class Relay:
         tls = server_context(self.settings, self.log)
         edge = SmtpEdge(self.settings, self.runtime, self.log, tls)
         app = create_app(self.settings, self.runtime, self.log)
-        http = HttpServer(app, *self.settings.listen.http, log=self.log)
+        http = HttpServer(app, *self.settings.listen.http, log=self.log, settings=self.settings)
         runner = QueueRunner(self.settings, self.runtime, self.services.spool, self.services.clock, self.log)
         scheduler = Scheduler(self.runtime, self.log)
 

@@ -74,9 +74,14 @@ class InvokeSettings:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """Proxies (addresses or CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed."""
+    """Trusted proxies (their X-Forwarded-For is believed, no per-client cap) and what one client may hold."""
 
     trustedProxies: tuple[str, ...] = ()
+    headerTimeout: float = 10.0
+    bodyTimeout: float = 60.0
+    maxConnections: int = 256
+    maxConnectionsPerClient: int = 16
+    maxFormSize: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,11 @@ def _network(value: str) -> None:
 class HttpSchema(_Base):
     target = HttpSettings
     trustedProxies = fields.List(fields.String(validate=_network))
+    headerTimeout = Duration(validate=validate.Range(min=0.5))
+    bodyTimeout = Duration(validate=validate.Range(min=0.5))
+    maxConnections = fields.Integer(validate=validate.Range(8, 65536))
+    maxConnectionsPerClient = fields.Integer(validate=validate.Range(1, 65536))
+    maxFormSize = fields.Integer(validate=validate.Range(1024, 1 << 30))
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> HttpSettings:

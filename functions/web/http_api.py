@@ -8,8 +8,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs
+
+from runtime.errors import BadRequest
+
+MAX_JSON_DEPTH = 32
+MAX_FORM_FIELDS = 256
+_ESCAPE = re.compile(rb"\\.", re.S)
+_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 def header(event: dict, name: str, default: str = "") -> str:
@@ -59,16 +67,39 @@ def body_bytes(event: dict) -> bytes:
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
 
 
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, counted without parsing it (strings are skipped)."""
+    depth = deepest = 0
+    for outside in _ESCAPE.sub(b"", raw).split(b'"')[::2]:
+        for bracket in _BRACKET.findall(outside):
+            depth += 1 if bracket in (b"[", b"{") else -1
+            deepest = max(deepest, depth)
+    return deepest
+
+
 def form(event: dict) -> dict[str, str]:
-    """A urlencoded form or a JSON object body, as one flat dict of strings."""
+    """A urlencoded form or a JSON object body, as one flat dict of strings.
+
+    The gateway has already bounded the body's size (`http.maxFormSize`);
+    nesting and the number of fields are bounded here, before parsing, as
+    the parsers' cost grows with them. Raises BadRequest (400) with the reason.
+    """
     raw = body_bytes(event)
     if header(event, "content-type").startswith("application/json"):
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise BadRequest(f"JSON body nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw or b"{}")
-        except ValueError:
-            return {}
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}"[:200]) from None
+        if not isinstance(data, dict) or len(data) > MAX_FORM_FIELDS:
+            raise BadRequest(f"JSON body must be an object of at most {MAX_FORM_FIELDS} fields")
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    try:
+        fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise BadRequest(f"form has more than {MAX_FORM_FIELDS} fields") from None
+    return {k: v[-1] for k, v in fields.items()}
 
 
 def cookies(event: dict) -> dict[str, str]:
