@@ -99,3 +99,6 @@ REPLAY_REFUSED = Reply(550, "5.6.0", "{detail}")
 # Failures of our own
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary local problem, please try again later")
 FUNCTION_TIMEOUT = Reply(451, "4.3.0", "Processing timed out, please try again later")
+
+# Lines a hostile client can send (runtime/smtp_edge.py)
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication line too long")

@@ -137,7 +137,11 @@ class RelaySMTP(SMTP):
             blob = args[1].encode()
         else:
             await self.push("334 ")
-            blob = (await self._reader.readline()).strip()
+            line = await self._auth_line()
+            if line is None:
+                await self._auth_malformed("too_long", replies.AUTH_LINE_TOO_LONG)
+                return
+            blob = line.strip()
             if blob == b"*":
                 await self._auth_refused("aborted", replies.AUTH_ABORTED)
                 return
@@ -146,12 +150,28 @@ class RelaySMTP(SMTP):
             username = login.decode("utf-8")
             secret = password.decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            # Garbage where credentials belong counts against the address like a wrong key.
-            key = address_key(self._peer_ip)
-            self.edge.throttle.record_failure(key)
-            await self._auth_refused("malformed", replies.AUTH_SYNTAX, failures=self.edge.throttle.failures(key))
+            await self._auth_malformed("malformed", replies.AUTH_SYNTAX)
             return
         await self._authenticate(username, secret)
+
+    async def _auth_line(self) -> bytes | None:
+        """The client's AUTH continuation line; None (the whole line read and dropped) when it is too long."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as exc:
+            await self._reader.readexactly(exc.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil()
+                    return None
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.readexactly(more.consumed)
+
+    async def _auth_malformed(self, result: str, reply: Reply) -> None:
+        """Garbage where credentials belong counts against the address like a wrong key."""
+        key = address_key(self._peer_ip)
+        self.edge.throttle.record_failure(key)
+        await self._auth_refused(result, reply, failures=self.edge.throttle.failures(key))
 
     async def _auth_refused(self, result: str, reply, mechanism: str = "PLAIN", **extra) -> None:
         """Every AUTH gets an smtp.auth line, including those refused before credentials are checked."""
@@ -288,6 +308,11 @@ class EdgeHandler:
             "size": len(content),
         }, replies.ACCEPTED, unbound=replies.TEMPORARY_FAILURE)
         return str(result)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd would send the exception's text to the client; it gets a deliberate reply, the log the rest."""
+        self.edge.log.error("smtp.session_error", error=repr(error)[:500])
+        return str(replies.TEMPORARY_FAILURE)
 
     @staticmethod
     async def _call(server: RelaySMTP, hook: str, body: dict, default: Reply,
