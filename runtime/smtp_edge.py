@@ -24,11 +24,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from runtime import replies
 from runtime.auth_throttle import AuthThrottle, address_key, username_key
+from runtime.connection_limits import Admission, ConnectionLimits
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
+from runtime.open_files import check_caps, current_limit
+from runtime.repeated_events import RepeatedEvent
 from runtime.replies import Reply
 from runtime.settings import Settings
+from runtime.smtp_accept import Acceptor, bind
 
 # On the implicit-TLS listener AUTH is required and the session is always
 # encrypted; aiosmtpd cannot tell and warns about auth_require_tls=False.
@@ -58,8 +62,10 @@ class Listener:
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with our AUTH, our replies and a pinned deployment."""
 
-    def __init__(self, edge: "SmtpEdge", listener: Listener, deployment: Deployment, **kwargs: Any) -> None:
+    def __init__(self, edge: "SmtpEdge", listener: Listener, deployment: Deployment, admission: Admission,
+                 **kwargs: Any) -> None:
         self.edge = edge
+        self.admission = admission
         self.listener = listener
         self.deployment = deployment
         self.session_id = uuid.uuid4().hex[:16]
@@ -83,6 +89,7 @@ class RelaySMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._log_disconnected()
+        self.admission.release()
         super().connection_lost(error)
 
     @property
@@ -337,7 +344,9 @@ class SmtpEdge:
         self.tls_context = tls_context
         self.handler = EdgeHandler(self)
         self.throttle = AuthThrottle.from_settings(settings)
-        self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[Acceptor] = []
+        self.exhausted = RepeatedEvent(log, "smtp.resource_exhausted", level="error")
+        self.refused = RepeatedEvent(log, "smtp.connection_refused")
         self.listeners = [
             Listener("submission", *settings.listen.submission, implicit_tls=False),
             Listener("smtps", *settings.listen.smtps, implicit_tls=True),
@@ -345,11 +354,11 @@ class SmtpEdge:
         ]
 
     def _factory(self, listener: Listener):
-        def make() -> RelaySMTP:
+        def make(admission: Admission) -> RelaySMTP:
             deployment = self.runtime.require()
             requires_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
             return RelaySMTP(
-                self, listener, deployment,
+                self, listener, deployment, admission,
                 data_size_limit=self.settings.smtp.maxMessageSize,
                 hostname=self.settings.hostname,
                 ident="ESMTP Atmosphere Mail",
@@ -366,24 +375,22 @@ class SmtpEdge:
 
     async def start(self, sockets: dict[str, socket.socket] | None = None, skip: tuple[str, ...] = ()) -> None:
         """Listen on every listener but `skip`; with `sockets`, only on those already-bound sockets."""
-        loop = asyncio.get_running_loop()
-        for listener in self.listeners:
-            if listener.name in skip or (sockets is not None and listener.name not in sockets):
-                continue
-            ssl_context = self.tls_context if listener.implicit_tls else None
-            if sockets is not None:
-                server = await loop.create_server(self._factory(listener), sock=sockets[listener.name],
-                                                  ssl=ssl_context)
-            else:
-                server = await loop.create_server(self._factory(listener), listener.host, listener.port,
-                                                  ssl=ssl_context, reuse_address=True)
-            self.servers.append(server)
+        smtp = self.settings.smtp
+        chosen = [listener for listener in self.listeners if listener.name not in skip
+                  and (sockets is None or listener.name in sockets)]
+        check_caps(self.log, current_limit(), len(chosen), smtp.maxConnections)
+        for listener in chosen:
+            sock = sockets[listener.name] if sockets is not None else bind(listener.host, listener.port)
+            limits = ConnectionLimits(smtp.maxConnectionsPerClient, smtp.maxConnections)
+            acceptor = Acceptor(listener.name, sock, self._factory(listener), limits,
+                                self.tls_context if listener.implicit_tls else None, self.log,
+                                self.exhausted, self.refused)
+            acceptor.start()
+            self.acceptors.append(acceptor)
             self.log.info("smtp.listening", listener=listener.name, host=listener.host, port=listener.port,
-                          tls="implicit" if listener.implicit_tls else "starttls", pid=os.getpid())
+                          tls="implicit" if listener.implicit_tls else "starttls", pid=os.getpid(),
+                          max_connections=smtp.maxConnections, max_connections_per_client=smtp.maxConnectionsPerClient)
 
     async def stop(self) -> None:
-        for server in self.servers:
-            server.close()
-        for server in self.servers:
-            await server.wait_closed()
-        self.servers.clear()
+        await asyncio.gather(*(acceptor.stop() for acceptor in self.acceptors))
+        self.acceptors.clear()
