@@ -103,14 +103,19 @@ class Acceptor:
             await loop.connect_accepted_socket(
                 lambda: self.session(admission), conn, ssl=self.tls,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.tls else None)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
-            # The handshake failed or the client left before it: the session never began.
+        except Exception as exc:
+            # The handshake failed or the client left before it (or, a fault of ours, the session
+            # could not be made): the session never began, and its place is free again.
+            if not isinstance(exc, (OSError, asyncio.TimeoutError)):
+                self.log.error("smtp.session_error", listener=self.name, error=repr(exc)[:500])
             conn.close()
             admission.release()
 
     def _refuse(self, conn: socket.socket, peer: str, reason: str) -> None:
         reply = replies.TOO_MANY_CONNECTIONS if reason == "per_client" else replies.LISTENER_FULL
-        self.refused.happened(f"{self.name} {reason} {self.limits.key_of(peer)}", listener=self.name, peer=peer,
+        # A full listener is one fact however many addresses knock; a client past its own cap is one per client.
+        key = f"{self.name} total" if reason == "total" else f"{self.name} {self.limits.key_of(peer)}"
+        self.refused.happened(key, listener=self.name, peer=peer,
                               reason=reason, reply=str(reply), held=self.limits.held_by(peer),
                               open_connections=self.limits.count)
         line = (str(reply) + "\r\n").encode()
