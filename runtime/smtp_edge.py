@@ -1,8 +1,8 @@
 """The SMTP edge: aiosmtpd listeners that turn SMTP commands into function events.
 
 The edge owns the protocol (TLS, AUTH PLAIN framing, size and recipient
-limits, enhanced status codes on every reply, tarpitting of failed logins)
-and nothing else: whether credentials are good, a recipient acceptable or a
+limits, enhanced status codes on every reply, tarpitting of failed logins,
+connection caps through runtime/smtp_accept.py) and nothing else: whether credentials are good, a recipient acceptable or a
 message relayable is decided by the function serverless.yml binds to the
 listener's hook, and the edge sends back the reply that function chose.
 """
