@@ -186,11 +186,13 @@ def parse_fds(text: str) -> dict[str, int]:
 def run_edge(platform: Platform, fds: dict[str, int], parent: int) -> int:
     """Edge-process side: serve the inherited sockets until SIGTERM or the parent's death."""
     _die_with_parent(parent)
+    from runtime.open_files import raise_soft_limit
     from runtime.smtp_edge import SmtpEdge
     from runtime.tls import server_context
 
     services = platform.services
     log = services.log
+    raise_soft_limit(log)
     doorbell = Doorbell(platform.settings.state_path)
     services.spool.on_wake(doorbell.ring)
     services.bus.on_publish(doorbell.ring)

@@ -99,3 +99,8 @@ REPLAY_REFUSED = Reply(550, "5.6.0", "{detail}")
 # Failures of our own
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary local problem, please try again later")
 FUNCTION_TIMEOUT = Reply(451, "4.3.0", "Processing timed out, please try again later")
+
+# Connections and lines a hostile client can send (runtime/smtp_accept.py, runtime/smtp_edge.py)
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try again later")
+LISTENER_FULL = Reply(421, "4.7.0", "Too many connections, try again later")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication line too long")

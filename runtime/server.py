@@ -19,6 +19,7 @@ from runtime.doorbell import Doorbell
 from runtime.edge_processes import EDGE_LISTENERS, EdgeStartFailed, EdgeSupervisor
 from runtime.http_gateway import HttpServer, create_app
 from runtime.manifest import StartupTrigger
+from runtime.open_files import raise_soft_limit
 from runtime.queue_runner import QueueRunner
 from runtime.scheduler import Scheduler
 from runtime.smtp_edge import SmtpEdge
@@ -88,6 +89,7 @@ class Relay:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        raise_soft_limit(self.log)
         recovered = await asyncio.to_thread(self.services.spool.recover)
         self.log.info("spool.recovered", **recovered)
         await asyncio.to_thread(self.run_startup_functions)

@@ -15,7 +15,7 @@ from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from runtime.config_fields import Duration, HostPort, StringList
 
@@ -94,6 +94,8 @@ class SmtpSettings:
     authFailureDelay: float = 2.0
     authFailureMaxDelay: float = 30.0
     processes: int = 1
+    maxConnectionsPerClient: int = 20
+    maxConnections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,15 @@ class SmtpSchema(_Base):
     authFailureDelay = Duration()
     authFailureMaxDelay = Duration()
     processes = fields.Integer(validate=validate.Range(0, 64))
+    maxConnectionsPerClient = fields.Integer(validate=validate.Range(1, 100_000))
+    maxConnections = fields.Integer(validate=validate.Range(1, 1_000_000))
+
+    @validates_schema
+    def _room_for_others(self, data: dict, **kwargs: Any) -> None:
+        per_client = data.get("maxConnectionsPerClient", SmtpSettings.maxConnectionsPerClient)
+        if per_client >= data.get("maxConnections", SmtpSettings.maxConnections):
+            raise ValidationError("must leave room for other clients: above maxConnectionsPerClient",
+                                  "maxConnections")
 
 
 class LimitSchema(_Base):

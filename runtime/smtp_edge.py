@@ -1,8 +1,8 @@
 """The SMTP edge: aiosmtpd listeners that turn SMTP commands into function events.
 
 The edge owns the protocol (TLS, AUTH PLAIN framing, size and recipient
-limits, enhanced status codes on every reply, tarpitting of failed logins)
-and nothing else: whether credentials are good, a recipient acceptable or a
+limits, enhanced status codes on every reply, tarpitting of failed logins,
+connection caps through runtime/smtp_accept.py) and nothing else: whether credentials are good, a recipient acceptable or a
 message relayable is decided by the function serverless.yml binds to the
 listener's hook, and the edge sends back the reply that function chose.
 """
@@ -24,11 +24,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from runtime import replies
 from runtime.auth_throttle import AuthThrottle, address_key, username_key
+from runtime.connection_limits import Admission, ConnectionLimits
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
+from runtime.open_files import check_caps, current_limit
+from runtime.repeated_events import RepeatedEvent
 from runtime.replies import Reply
 from runtime.settings import Settings
+from runtime.smtp_accept import Acceptor, bind
 
 # On the implicit-TLS listener AUTH is required and the session is always
 # encrypted; aiosmtpd cannot tell and warns about auth_require_tls=False.
@@ -58,8 +62,10 @@ class Listener:
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with our AUTH, our replies and a pinned deployment."""
 
-    def __init__(self, edge: "SmtpEdge", listener: Listener, deployment: Deployment, **kwargs: Any) -> None:
+    def __init__(self, edge: "SmtpEdge", listener: Listener, deployment: Deployment, admission: Admission,
+                 **kwargs: Any) -> None:
         self.edge = edge
+        self.admission = admission
         self.listener = listener
         self.deployment = deployment
         self.session_id = uuid.uuid4().hex[:16]
@@ -83,6 +89,7 @@ class RelaySMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._log_disconnected()
+        self.admission.release()
         super().connection_lost(error)
 
     @property
@@ -137,7 +144,11 @@ class RelaySMTP(SMTP):
             blob = args[1].encode()
         else:
             await self.push("334 ")
-            blob = (await self._reader.readline()).strip()
+            line = await self._auth_line()
+            if line is None:
+                await self._auth_malformed("too_long", replies.AUTH_LINE_TOO_LONG)
+                return
+            blob = line.strip()
             if blob == b"*":
                 await self._auth_refused("aborted", replies.AUTH_ABORTED)
                 return
@@ -146,12 +157,28 @@ class RelaySMTP(SMTP):
             username = login.decode("utf-8")
             secret = password.decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            # Garbage where credentials belong counts against the address like a wrong key.
-            key = address_key(self._peer_ip)
-            self.edge.throttle.record_failure(key)
-            await self._auth_refused("malformed", replies.AUTH_SYNTAX, failures=self.edge.throttle.failures(key))
+            await self._auth_malformed("malformed", replies.AUTH_SYNTAX)
             return
         await self._authenticate(username, secret)
+
+    async def _auth_line(self) -> bytes | None:
+        """The client's AUTH continuation line; None (the whole line read and dropped) when it is too long."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as exc:
+            await self._reader.readexactly(exc.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil()
+                    return None
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.readexactly(more.consumed)
+
+    async def _auth_malformed(self, result: str, reply: Reply) -> None:
+        """Garbage where credentials belong counts against the address like a wrong key."""
+        key = address_key(self._peer_ip)
+        self.edge.throttle.record_failure(key)
+        await self._auth_refused(result, reply, failures=self.edge.throttle.failures(key))
 
     async def _auth_refused(self, result: str, reply, mechanism: str = "PLAIN", **extra) -> None:
         """Every AUTH gets an smtp.auth line, including those refused before credentials are checked."""
@@ -289,6 +316,11 @@ class EdgeHandler:
         }, replies.ACCEPTED, unbound=replies.TEMPORARY_FAILURE)
         return str(result)
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd would send the exception's text to the client; it gets a deliberate reply, the log the rest."""
+        self.edge.log.error("smtp.session_error", error=repr(error)[:500])
+        return str(replies.TEMPORARY_FAILURE)
+
     @staticmethod
     async def _call(server: RelaySMTP, hook: str, body: dict, default: Reply,
                     unbound: Reply | None = None) -> Reply:
@@ -312,7 +344,9 @@ class SmtpEdge:
         self.tls_context = tls_context
         self.handler = EdgeHandler(self)
         self.throttle = AuthThrottle.from_settings(settings)
-        self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[Acceptor] = []
+        self.exhausted = RepeatedEvent(log, "smtp.resource_exhausted", level="error")
+        self.refused = RepeatedEvent(log, "smtp.connection_refused")
         self.listeners = [
             Listener("submission", *settings.listen.submission, implicit_tls=False),
             Listener("smtps", *settings.listen.smtps, implicit_tls=True),
@@ -320,11 +354,11 @@ class SmtpEdge:
         ]
 
     def _factory(self, listener: Listener):
-        def make() -> RelaySMTP:
+        def make(admission: Admission) -> RelaySMTP:
             deployment = self.runtime.require()
             requires_auth = deployment.manifest.smtp_binding(listener.name, "auth") is not None
             return RelaySMTP(
-                self, listener, deployment,
+                self, listener, deployment, admission,
                 data_size_limit=self.settings.smtp.maxMessageSize,
                 hostname=self.settings.hostname,
                 ident="ESMTP Atmosphere Mail",
@@ -341,24 +375,22 @@ class SmtpEdge:
 
     async def start(self, sockets: dict[str, socket.socket] | None = None, skip: tuple[str, ...] = ()) -> None:
         """Listen on every listener but `skip`; with `sockets`, only on those already-bound sockets."""
-        loop = asyncio.get_running_loop()
-        for listener in self.listeners:
-            if listener.name in skip or (sockets is not None and listener.name not in sockets):
-                continue
-            ssl_context = self.tls_context if listener.implicit_tls else None
-            if sockets is not None:
-                server = await loop.create_server(self._factory(listener), sock=sockets[listener.name],
-                                                  ssl=ssl_context)
-            else:
-                server = await loop.create_server(self._factory(listener), listener.host, listener.port,
-                                                  ssl=ssl_context, reuse_address=True)
-            self.servers.append(server)
+        smtp = self.settings.smtp
+        chosen = [listener for listener in self.listeners if listener.name not in skip
+                  and (sockets is None or listener.name in sockets)]
+        check_caps(self.log, current_limit(), len(chosen), smtp.maxConnections)
+        for listener in chosen:
+            sock = sockets[listener.name] if sockets is not None else bind(listener.host, listener.port)
+            limits = ConnectionLimits(smtp.maxConnectionsPerClient, smtp.maxConnections)
+            acceptor = Acceptor(listener.name, sock, self._factory(listener), limits,
+                                self.tls_context if listener.implicit_tls else None, self.log,
+                                self.exhausted, self.refused)
+            acceptor.start()
+            self.acceptors.append(acceptor)
             self.log.info("smtp.listening", listener=listener.name, host=listener.host, port=listener.port,
-                          tls="implicit" if listener.implicit_tls else "starttls", pid=os.getpid())
+                          tls="implicit" if listener.implicit_tls else "starttls", pid=os.getpid(),
+                          max_connections=smtp.maxConnections, max_connections_per_client=smtp.maxConnectionsPerClient)
 
     async def stop(self) -> None:
-        for server in self.servers:
-            server.close()
-        for server in self.servers:
-            await server.wait_closed()
-        self.servers.clear()
+        await asyncio.gather(*(acceptor.stop() for acceptor in self.acceptors))
+        self.acceptors.clear()

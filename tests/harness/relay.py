@@ -49,6 +49,7 @@ class Relay:
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
+        self.preexec: Callable[[], None] | None = None  # run in the child before exec (e.g. setrlimit)
         self.lines: list[dict] = []
         self.raw: list[str] = []
         self._cond = threading.Condition()
@@ -72,7 +73,7 @@ class Relay:
     def start(self, wait: bool = True) -> "Relay":
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--config", str(self.config_path)], cwd=self.workdir, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=self.preexec)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if wait:
             self.wait_for("relay.started", timeout=30)
