@@ -28,7 +28,6 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from functions.labeling import label_records, label_stream, signing_key, xrpc
-from harness.atproto import FakeAtproto
 from runtime.manifest import WebSocketTrigger, load_manifest
 
 VERIFIER = Path(__file__).resolve().parent / "verifier"
@@ -91,13 +90,6 @@ def http_get(url: str) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-@pytest.fixture
-def atproto(tmp_path):
-    fake = FakeAtproto(tmp_path / "atproto").start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -305,3 +305,16 @@ def test_a_dsn_naming_thousands_of_recipients_is_read_up_to_the_cap():
     reading = bounces.read(bounces.parse(raw))
     assert reading.kind == "bounce" and len(reading.recipients) == 500
     assert time.monotonic() - started < 2.5
+
+
+def test_every_original_rcpt_to_of_a_feedback_report_is_read():
+    """A report naming several recipients names each of them, not the first one several times."""
+    fields = "Feedback-Type: abuse\r\nVersion: 1\r\n" + "".join(
+        f"Original-Rcpt-To: <{a}>\r\n" for a in ("ann@x.test", "BOB@x.test", "carol@x.test"))
+    raw = ("From: fbl@isp.test\r\nTo: fbl@atmos.test\r\nSubject: report\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nabuse\r\n"
+           f"--b\r\nContent-Type: message/feedback-report\r\n\r\n{fields}\r\n"
+           "--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: a@member.test\r\nSubject: x\r\n\r\n--b--\r\n")
+    reading = bounces.read(bounces.parse(raw.encode()))
+    assert [r.recipient for r in reading.recipients] == ["ann@x.test", "BOB@x.test", "carol@x.test"]

@@ -7,16 +7,16 @@ from functions.inbound.bounce_reasons import classify
 
 
 @pytest.mark.parametrize("status, text, code, kind, reason", [
-    ("5.1.1", "", None, "hard", "mailbox unknown"),
-    ("5.1.2", "", None, "hard", "host unknown"),
-    ("5.2.1", "", None, "hard", "mailbox disabled"),
-    ("5.2.2", "", None, "soft", "mailbox full"),
-    ("5.7.1", "Message rejected as spam", None, "soft", "policy or spam block"),
-    ("5.7.26", "", None, "soft", "authentication failed (DMARC/SPF/DKIM)"),
-    ("4.2.2", "mailbox full", None, "soft", "mailbox full"),
+    ("5.1.1", "", None, "hard", "userunknown"),
+    ("5.1.2", "", None, "hard", "hostunknown"),
+    ("5.2.1", "", None, "soft", "suspend"),
+    ("5.2.2", "", None, "soft", "mailboxfull"),
+    ("5.7.1", "Message rejected as spam", None, "soft", "spamdetected"),
+    ("5.7.26", "", None, "soft", "blocked"),
+    ("4.2.2", "mailbox full", None, "soft", "mailboxfull"),
     ("4.4.7", "", None, "soft", "expired"),
-    ("4.0.0", "User unknown", None, "soft", "mailbox unknown"),  # a 4xx is soft (never suppresses), whatever it says
-    ("4.0.0", "", None, "soft", "temporary failure"),
+    ("4.0.0", "User unknown", None, "hard", "userunknown"),  # Sisimai reads the reason; a 4xx still never suppresses
+    ("4.0.0", "", None, "soft", "onhold"),
 ])
 def test_the_status_code_decides_first(status, text, code, kind, reason):
     verdict = classify(status, text, code)
@@ -24,14 +24,14 @@ def test_the_status_code_decides_first(status, text, code, kind, reason):
 
 
 @pytest.mark.parametrize("status, text, kind, reason", [
-    ("5.0.0", "550 User unknown in virtual mailbox table", "hard", "mailbox unknown"),
-    ("5.0.0", "Recipient address rejected: mailbox unavailable", "hard", "mailbox unknown"),
-    ("5.0.0", "Host or domain name not found", "hard", "host unknown"),
-    ("5.0.0", "mailbox is full / over quota", "soft", "mailbox full"),
-    ("5.0.0", "listed on a block list", "soft", "policy or spam block"),
-    ("5.0.0", "", "soft", "permanent failure"),
-    ("5.1.0", "no such user here", "hard", "mailbox unknown"),
-    ("5.1.0", "", "hard", "bad address"),
+    ("5.0.0", "550 User unknown in virtual mailbox table", "hard", "userunknown"),
+    ("5.0.0", "Recipient address rejected: mailbox unavailable", "hard", "userunknown"),
+    ("5.0.0", "Host or domain name not found", "hard", "hostunknown"),
+    ("5.0.0", "mailbox is full / over quota", "soft", "mailboxfull"),
+    ("5.0.0", "listed on a block list", "soft", "blocked"),
+    ("5.0.0", "", "soft", "onhold"),
+    ("5.1.0", "no such user here", "hard", "userunknown"),
+    ("5.1.0", "", "soft", "undefined"),
 ])
 def test_generic_codes_read_the_text(status, text, kind, reason):
     verdict = classify(status, text)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
+from typing import Any
 
 MAX_PARTS = 500
 MAX_DEPTH = 20
@@ -44,8 +45,11 @@ def header_text(message: Message | None, name: str) -> str:
         value = message.get(name)
     except Exception:
         return ""
-    if value is None:
-        return ""
+    return "" if value is None else value_text(value)
+
+
+def value_text(value: Any) -> str:
+    """One header value as text: each of a field's repeated values is read on its own."""
     try:
         if isinstance(value, Header):
             return str(make_header(decode_header(value)))

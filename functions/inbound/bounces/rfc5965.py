@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from email.message import Message
 
-from functions.inbound.bounces.document import Document, header_text
+from functions.inbound.bounces.document import Document, header_text, value_text
 from functions.inbound.bounces.reading import Bounced, Feedback
 from functions.inbound.bounces.rfc3464 import blocks, payload_text
 
@@ -27,8 +27,8 @@ def _fields(doc: Document) -> Message | None:
         payload_text(part))
     merged = Message()
     for block in found:
-        for key in block.keys():
-            merged[key] = header_text(block, key)
+        for key, value in block.items():  # every value of a repeated field (Original-Rcpt-To) as it stands
+            merged[key] = value_text(value)
     return merged
 
 
