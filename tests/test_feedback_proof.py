@@ -357,8 +357,9 @@ def test_quoted_headers_are_found_however_the_report_encodes_them():
 def test_the_relays_signature_on_forwarded_mail_vouches_for_no_member(world):
     """A member forwards to itself mail naming a victim; the operator-signed copy must not prove a complaint."""
     relay, member, sink, dns_server = world
-    relay.cli_json("member", "enroll", "--did", "did:plc:mallorymallorymallorymal", "--domain", "mallory.example",
-                   "--forward-to", "mallory@recipient.test")
+    mallory = relay.cli_json("member", "enroll", "--did", "did:plc:mallorymallorymallorymal",
+                             "--domain", "mallory.example", "--forward-to", "mallory@recipient.test")
+    relay.proofs.prove(mallory)  # replies are forwarded only for a domain its member has proven
     relay.cli_json("member", "approve", "did:plc:mallorymallorymallorymal")
     (meta, delivered), = relay_to(relay, member, sink, ["reader@recipient.test"],
                                   extra="Message-ID: <victim-message@proof.example>\r\n")
