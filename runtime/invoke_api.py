@@ -2,7 +2,9 @@
 
 `boto3.client("lambda", endpoint_url="http://relay:8080")` lists functions
 and invokes them (RequestResponse, Event, DryRun); requests must carry a
-SigV4 signature made with `invoke.accessKeyId` / `invoke.secretAccessKey`.
+SigV4 signature made with a configured key (`invoke.accessKeyId` /
+`invoke.secretAccessKey` or one of `invoke.keys`); serverless.yml's
+`invoke: {api: true, accessKeys: [...]}` narrows a function to some keys.
 Each invocation is logged (`invoke_api.invoke`), each refusal too
 (`invoke_api.denied`). Only `$LATEST` exists: no versions or aliases.
 """
@@ -15,11 +17,12 @@ import traceback
 import uuid
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
+from runtime.manifest import FunctionSpec
 from runtime.payload import to_json
 from runtime.replay_guard import GuardFull, SeenSignatures
 from runtime.settings import Settings
@@ -100,16 +103,19 @@ class InvokeApi:
         return _error(status, code, reason)
 
     def authenticate(self) -> Response | None:
-        """None when the request is signed with the invoke key pair and its signature is new."""
-        invoke = self.settings.invoke
-        if not invoke.accessKeyId or not invoke.secretAccessKey:
+        """None when the request is signed with a configured invoke key and its signature is new.
+
+        The signing key id is kept on flask.g for the per-function gate (`invoke.accessKeys`).
+        """
+        credentials = self.settings.invoke.credentials()
+        if not credentials:
             return _error(403, "AccessDeniedException", "The invoke API is disabled: set invoke.accessKeyId "
-                                                         "and invoke.secretAccessKey in config.json")
+                                                         "and invoke.secretAccessKey (or invoke.keys) in config.json")
         signed = SignedRequest(method=request.method, raw_path=raw_path_of(request.environ),
                                query_string=request.query_string.decode("latin-1"),
                                headers=dict(request.headers.items()), body=request.get_data(cache=True))
         try:
-            verified = verify(signed, invoke.accessKeyId, invoke.secretAccessKey)
+            verified = verify(signed, credentials)
             fresh = self.seen.first_use(verified.signature, verified.signed_at.timestamp(), time.time())
         except SignatureError as exc:
             return self._denied(exc.code, str(exc))
@@ -118,10 +124,20 @@ class InvokeApi:
         if not fresh:
             return self._denied("InvalidSignatureException", "Signature already used: a signed request is "
                                                              "accepted once; sign each request anew")
+        g.invoke_caller = verified.access_key_id
         return None
 
+    def _caller_may_not(self, spec: FunctionSpec) -> Response | None:
+        """403 when serverless.yml's `invoke.accessKeys` for this function leaves out the signing key."""
+        caller = g.invoke_caller
+        if spec.invocable_by(caller):
+            return None
+        self.log.warning("invoke_api.denied", code="AccessDeniedException", function=spec.name, accessKeyId=caller,
+                         reason="access key not in the function's invoke.accessKeys", peer=client_address(request))
+        return _error(403, "AccessDeniedException", f"Access key {caller} may not call function {spec.name}")
+
     def _exposed(self, deployment: Deployment) -> list[str]:
-        return sorted(n for n, spec in deployment.manifest.functions.items() if spec.invokeApi)
+        return sorted(n for n, spec in deployment.manifest.functions.items() if spec.invocable_by(g.invoke_caller))
 
     def list_functions(self) -> Response:
         denied = self.authenticate()
@@ -160,7 +176,7 @@ class InvokeApi:
                                  peer=client_address(request))
             arn = _arn(self.region, name, qualifier)
             return name, _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
-        return name, None
+        return name, self._caller_may_not(spec)
 
     def get_function(self, raw_name: str) -> Response:
         denied = self.authenticate()

@@ -87,6 +87,11 @@ class FunctionSpec:
     events: tuple[Trigger, ...]
     invokeApi: bool = False
     authorizer: str = ""
+    invokeKeys: tuple[str, ...] = ()
+
+    def invocable_by(self, access_key_id: str) -> bool:
+        """Exposed, and to this key: no `accessKeys` list means every configured key."""
+        return self.invokeApi and (not self.invokeKeys or access_key_id in self.invokeKeys)
 
     @property
     def module(self) -> str:
@@ -161,6 +166,7 @@ class SpoolTriggerSchema(_Strict):
 
 class InvokeSchema(_Strict):
     api = fields.Boolean(load_default=False)
+    accessKeys = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
 
 
 class WebSocketTriggerSchema(_Strict):
@@ -177,7 +183,7 @@ class FunctionSchema(_Strict):
     memorySize = fields.Integer(load_default=256, validate=validate.Range(64, 10240))
     reservedConcurrency = fields.Integer(load_default=None, validate=validate.Range(1, 1024))
     events = fields.List(fields.Dict(), load_default=list)
-    invoke = fields.Nested(InvokeSchema, load_default=lambda: {"api": False})
+    invoke = fields.Nested(InvokeSchema, load_default=lambda: {"api": False, "accessKeys": []})
     authorizer = fields.String(load_default="", validate=validate.Regexp(r"^$|^[A-Za-z0-9_-]{1,64}$"))
 
     @validates_schema
@@ -233,6 +239,8 @@ def _check_gates(path: Path, functions: dict[str, FunctionSpec]) -> None:
     for name, spec in functions.items():
         if spec.invokeApi and spec.triggers(SmtpTrigger):
             raise ManifestError(f"{path}: function {name}: an smtp hook cannot be exposed with invoke: {{api: true}}")
+        if spec.invokeKeys and not spec.invokeApi:
+            raise ManifestError(f"{path}: function {name}: invoke.accessKeys needs invoke: {{api: true}}")
         if not spec.authorizer:
             continue
         gate = functions.get(spec.authorizer)
@@ -288,6 +296,7 @@ def load_manifest(path: str | Path) -> Manifest:
             description=data["description"],
             events=events,
             invokeApi=data["invoke"]["api"],
+            invokeKeys=tuple(data["invoke"].get("accessKeys", ())),
             authorizer=data["authorizer"],
         )
     _check_gates(path, functions)

@@ -18,6 +18,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from runtime.config_fields import Duration, HostPort, StringList
+from runtime.invoke_settings import InvokeSchema, InvokeSettings
 
 
 class SettingsError(Exception):
@@ -63,13 +64,6 @@ class KafkaSettings:
     bootstrapServers: tuple[str, ...] = ()
     groupId: str = "atmos-relay"
     partitions: int = 4
-
-
-@dataclass(frozen=True)
-class InvokeSettings:
-    accessKeyId: str = ""
-    secretAccessKey: str = ""
-    region: str = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -234,13 +228,6 @@ class KafkaSchema(_Base):
         if "bootstrapServers" in data:
             data["bootstrapServers"] = tuple(data["bootstrapServers"])
         return KafkaSettings(**data)
-
-
-class InvokeSchema(_Base):
-    target = InvokeSettings
-    accessKeyId = fields.String()
-    secretAccessKey = fields.String()
-    region = fields.String()
 
 
 def _network(value: str) -> None:

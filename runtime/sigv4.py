@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
@@ -127,6 +128,7 @@ class Verified:
     region: str
     signature: str
     signed_at: datetime
+    access_key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,9 +200,9 @@ def _signature_matches(req: SignedRequest, headers: dict[str, str], auth: _Autho
     return matched
 
 
-def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | None = None,
+def verify(req: SignedRequest, credentials: Mapping[str, str], now: datetime | None = None,
            service_name: str = SERVICE) -> Verified:
-    """Raise SignatureError unless `req` was signed with (access_key_id, secret) for `service_name`.
+    """Raise SignatureError unless `req` was signed with one of `credentials` (id -> secret) for `service_name`.
 
     Any region is accepted (the relay is one region; boto3 users pick
     `region_name` freely); the scope's service must be `service_name`, as AWS
@@ -211,7 +213,8 @@ def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | 
     if auth.service != service_name:
         raise SignatureError("InvalidSignatureException",
                              f"Credential should be scoped to correct service: '{service_name}'.")
-    if not access_key_id or not hmac.compare_digest(auth.akid.encode(), access_key_id.encode()):
+    secret = credentials.get(auth.akid, "")
+    if not auth.akid or not secret:
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
     signed_at = _signed_at(headers.get("x-amz-date", ""), auth.date, now or datetime.now(timezone.utc))
     if "host" not in auth.signed_headers:
@@ -221,7 +224,7 @@ def verify(req: SignedRequest, access_key_id: str, secret: str, now: datetime | 
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.")
-    return Verified(auth.region, auth.signature, signed_at)
+    return Verified(auth.region, auth.signature, signed_at, auth.akid)
 
 
 def raw_path_of(environ: dict) -> str:

@@ -4,7 +4,8 @@
 / `invoke.secretAccessKey` of config.json lists, describes and invokes the
 functions serverless.yml exposes (`invoke: {api: true}`) exactly as it would on
 AWS Lambda; the others (sign, auth, the SMTP hooks) do not exist for it.
-Anything not signed with that key pair, or signed once and sent again, is
+Anything not signed with a configured key, signed once and sent again, or signed
+by a key serverless.yml does not list for the function (`invoke.accessKeys`), is
 refused before a function runs.
 """
 from __future__ import annotations
@@ -433,4 +434,76 @@ def test_an_smtp_hook_cannot_be_exposed_to_the_invoke_api(tmp_path):
         "handler": "functions/auth.handler", "invoke": {"api": True},
         "events": [{"smtp": {"listeners": ["submission"], "hook": "auth"}}]}}}))
     with pytest.raises(ManifestError, match="smtp hook cannot be exposed"):
+        load_manifest(path)
+
+
+# --- several keys, each with its functions -------------------------------------------------------
+
+OPS_KEY, OPS_SECRET = "AKIDREPLAYONLY", "replay-only-secret"
+
+
+@pytest.fixture
+def keyed_relay(start_relay, tmp_path) -> Relay:
+    """A relay with a second key (`invoke.keys`) that serverless.yml lists for replay, not for member."""
+    manifest = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    manifest["functions"]["member"]["invoke"] = {"api": True, "accessKeys": [ACCESS_KEY]}
+    manifest["functions"]["replay"]["invoke"] = {"api": True, "accessKeys": [ACCESS_KEY, OPS_KEY]}
+    path = tmp_path / "serverless.yml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return start_relay({"manifest": str(path), "invoke": {
+        "keys": [{"accessKeyId": OPS_KEY, "secretAccessKey": OPS_SECRET}]}}, name="keyed")
+
+
+def test_a_key_listed_only_for_replay_invokes_replay_and_is_refused_member(keyed_relay):
+    ops = lambda_client(keyed_relay, key=OPS_KEY, secret=OPS_SECRET)
+    assert ops.invoke(FunctionName="replay", InvocationType="DryRun")["StatusCode"] == 204
+    did = "did:plc:opsopsopsopsopsopsopsops"
+    keyed_relay.enroll(did, "ops.example", approve=False)
+    with pytest.raises(ClientError) as refused:
+        ops.invoke(FunctionName="member", Payload=json.dumps({"action": "approve", "did": did}).encode())
+    error = refused.value.response
+    assert (error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]) == (403, "AccessDeniedException")
+    assert f"{OPS_KEY} may not call function member" in error["Error"]["Message"]
+    keyed_relay.wait_for("invoke_api.denied", code="AccessDeniedException", accessKeyId=OPS_KEY, function="member")
+    with pytest.raises(ClientError) as described:
+        ops.get_function(FunctionName="member")
+    assert described.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert member_status(keyed_relay, did) == "pending"
+
+
+def test_the_default_key_still_calls_what_it_is_listed_for_and_what_is_unrestricted(keyed_relay):
+    default = lambda_client(keyed_relay)
+    for name in ("member", "replay", "housekeeping", "labeler"):
+        assert default.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204, name
+    ops = lambda_client(keyed_relay, key=OPS_KEY, secret=OPS_SECRET)
+    assert ops.invoke(FunctionName="housekeeping", InvocationType="DryRun")["StatusCode"] == 204
+
+
+def test_list_functions_shows_each_key_only_what_it_may_call(keyed_relay):
+    def listed(client) -> set[str]:
+        return {f["FunctionName"] for f in client.list_functions()["Functions"]}
+
+    assert listed(lambda_client(keyed_relay)) == EXPOSED
+    assert listed(lambda_client(keyed_relay, key=OPS_KEY, secret=OPS_SECRET)) == EXPOSED - {"member"}
+
+
+@pytest.mark.parametrize("keys, named", [
+    ([{"accessKeyId": OPS_KEY, "secretAccessKey": ""}], "invoke.keys.[0].secretAccessKey"),
+    ([{"accessKeyId": "", "secretAccessKey": "s"}], "invoke.keys.[0].accessKeyId"),
+    ([{"accessKeyId": OPS_KEY, "secretAccessKey": "a"}, {"accessKeyId": OPS_KEY, "secretAccessKey": "b"}],
+     f"invoke.keys: access key id '{OPS_KEY}' is configured twice"),
+    ([{"accessKeyId": ACCESS_KEY, "secretAccessKey": "other"}],
+     f"invoke.keys: access key id '{ACCESS_KEY}' is configured twice"),
+])
+def test_a_bad_invoke_keys_entry_stops_start_up_with_the_key_named(tmp_path, keys, named):
+    relay = Relay(tmp_path / "bad-keys", config={"invoke": {"keys": keys}})
+    result = relay.cli("serve", check=False)
+    assert result.returncode == 2 and named in result.stderr, result.stderr
+
+
+def test_access_keys_without_api_true_is_a_manifest_error(tmp_path):
+    path = tmp_path / "serverless.yml"
+    path.write_text(yaml.safe_dump({"service": "x", "functions": {"replay": {
+        "handler": "functions/replay.handler", "invoke": {"accessKeys": [OPS_KEY]}}}}))
+    with pytest.raises(ManifestError, match="invoke.accessKeys needs invoke: {api: true}"):
         load_manifest(path)
