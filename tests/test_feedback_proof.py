@@ -18,7 +18,7 @@ import sqlite3
 import dkim
 import pytest
 
-from harness.relay import enroll_published
+from harness.relay import enroll_published, events_of
 from harness.reports import strip_header
 from harness.smtp import message, session
 
@@ -40,14 +40,6 @@ def rows(relay) -> list[sqlite3.Row]:
     found = db.execute("SELECT * FROM inbound_messages ORDER BY id").fetchall()
     db.close()
     return found
-
-
-def events_of(relay, name: str) -> list[dict]:
-    db = sqlite3.connect(relay.state / "relay.sqlite")
-    values = [json.loads(v)["data"] for (v,) in db.execute("SELECT value FROM outbox WHERE topic = ?"
-                                                           " ORDER BY id", ("osprey.actions_input",))]
-    db.close()
-    return [v["data"] for v in values if v["action_name"] == name]
 
 
 def suppressed(relay) -> list[str]:

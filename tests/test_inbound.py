@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import bounce_corpus
-from harness.relay import enroll_published
+from harness.relay import enroll_published, events_of
 from harness.reports import arf, strip_header, vacation_reply
 from harness.smtp import message, session
 from harness.swaks import swaks
@@ -35,14 +35,6 @@ def inbound_rows(relay) -> list[tuple]:
                       ).fetchall()
     db.close()
     return rows
-
-
-def events_of(relay, name: str) -> list[dict]:
-    db = sqlite3.connect(relay.state / "relay.sqlite")
-    values = [json.loads(v)["data"] for (v,) in db.execute("SELECT value FROM outbox WHERE topic = ?"
-                                                           " ORDER BY id", ("osprey.actions_input",))]
-    db.close()
-    return [v["data"] for v in values if v["action_name"] == name]
 
 
 def relay_one(relay, member, to: str = "friend@recipient.test", sink=None) -> tuple[dict, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -209,3 +210,12 @@ def enroll_published(relay: Relay, dns, did: str, domain: str) -> dict:
     """Enroll a member that has published its DNS records (in `dns`) and its attestation, approved and verified."""
     assert relay.proofs is not None and relay.proofs.dns is dns, "the relay proves domains in another DNS"
     return relay.enroll(did, domain)
+
+
+def events_of(relay: Relay, name: str) -> list[dict]:
+    """The `data` of each event named `name` the relay emitted, oldest first (its outbox in relay.sqlite)."""
+    db = sqlite3.connect(relay.state / "relay.sqlite")
+    values = [json.loads(v)["data"] for (v,) in db.execute("SELECT value FROM outbox WHERE topic = ?"
+                                                           " ORDER BY id", ("osprey.actions_input",))]
+    db.close()
+    return [v["data"] for v in values if v["action_name"] == name]
