@@ -38,9 +38,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if row is None:
         raise SignRefused(replies.FROM_NOT_ENROLLED.format(domain=domain))
     now = context.clock.now()
-    own_id = _marked_message_id(context, str(event.get("queue_id") or ""), domain)
+    queue_id = str(event.get("queue_id") or "")
     prepared = message_headers.prepare(message, did, domain, now, trace=payload.as_bytes(event.get("trace")),
-                                       own_id=own_id)
+                                       own_id=lambda: _marked_message_id(context, queue_id, domain))
     base = row["dkim_selector"]
     keys = [SigningKey(domain, key_pairs.rsa_selector(base), row["dkim_rsa_privkey"]),
             SigningKey(domain, key_pairs.ed25519_selector(base), row["dkim_ed_privkey"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -58,10 +59,12 @@ def feedback_id(did: str, domain: str) -> str:
     return f"transactional:{did}:{domain}:atmosphere-mail"
 
 
-def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"", own_id: str = "") -> Prepared:
+def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"",
+            own_id: Callable[[], str] | None = None) -> Prepared:
     """The message as it is signed: MalformedHeaderSection if its header section is not strictly readable.
 
-    `own_id` is the Message-ID given to a message that has none (the relay's marked one, message_token).
+    `own_id` makes the Message-ID given to a message that has none (the relay's marked one, message_token);
+    it is called only then, so a message with its own Message-ID costs no look-up.
     """
     header_section.refuse_nul(message)
     section = header_section.read(message)
@@ -74,7 +77,7 @@ def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"
     message_id = given.value if given is not None else ""
     if not message_id:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
-        message_id = own_id or f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
+        message_id = (own_id() if own_id else "") or f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
         bottom.append(f"Message-ID: {message_id}\r\n".encode())
         added.append("Message-ID")
         kept = [f for f in kept if f.key != "message-id"]
