@@ -27,7 +27,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     conn = context.store.connection()
     did, action = http_api.query(event, "did").strip(), http_api.query(event, "action").strip()
     try:
-        limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)
+        limit = http_api.page_limit(event, DEFAULT_LIMIT, MAX_LIMIT)
         before = int(http_api.query(event, "before") or 0)
     except ValueError:
         return http_api.error(event, 400, "limit and before must be integers")

@@ -40,7 +40,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if counted not in ("", "0", "1"):
         return http_api.error(event, 400, "counted must be 0 or 1")
     try:
-        limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)
+        limit = http_api.page_limit(event, DEFAULT_LIMIT, MAX_LIMIT)
     except ValueError:
         return http_api.error(event, 400, "limit must be an integer")
     rows = conn.execute(

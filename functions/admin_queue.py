@@ -21,7 +21,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if state and state not in STATES:
         return http_api.error(event, 400, f"state must be one of {', '.join(STATES)} (or empty for all)")
     try:
-        limit = min(max(int(http_api.query(event, "limit") or DEFAULT_LIMIT), 1), MAX_LIMIT)
+        limit = http_api.page_limit(event, DEFAULT_LIMIT, MAX_LIMIT)
     except ValueError:
         return http_api.error(event, 400, "limit must be an integer")
     rows = conn.execute(

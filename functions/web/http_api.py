@@ -62,6 +62,11 @@ def query(event: dict, name: str, default: str = "") -> str:
     return (event.get("queryStringParameters") or {}).get(name, default)
 
 
+def page_limit(event: dict, default: int, maximum: int) -> int:
+    """`?limit=` held to 1..maximum; ValueError when it is not an integer (the caller answers 400)."""
+    return min(max(int(query(event, "limit") or default), 1), maximum)
+
+
 def body_bytes(event: dict) -> bytes:
     body = event.get("body") or ""
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
