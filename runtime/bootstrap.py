@@ -59,7 +59,7 @@ def admin_token(settings: Settings, log: JsonLog, announce: bool) -> str:
     return token
 
 
-def build(settings: Settings, log: JsonLog, *, announce_token: bool = False) -> Platform:
+def build(settings: Settings, log: JsonLog, *, announce_token: bool = False, eager: bool = True) -> Platform:
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
@@ -72,7 +72,7 @@ def build(settings: Settings, log: JsonLog, *, announce_token: bool = False) -> 
     services = Services(settings=settings, log=log, store=store, bus=EventBus(store),
                         spool=Spool(state / "queue", store, log, clock), clock=clock)
     runtime = FunctionRuntime(services, manifest_path(settings))
-    deployment = runtime.load()
+    deployment = runtime.load(eager=eager)
     if deployment.manifest.migrations:
         migrations = deployment.resolve(deployment.manifest.migrations)
         store.migrate(deployment.manifest.migrations.partition(":")[0], migrations)

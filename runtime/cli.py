@@ -37,11 +37,13 @@ class CliError(Exception):
         self.code = code
 
 
-def _platform(args: argparse.Namespace, *, announce_token: bool = False, quiet: bool = True) -> Platform:
+def _platform(args: argparse.Namespace, *, announce_token: bool = False, quiet: bool = True,
+              eager: bool = False) -> Platform:
+    """The platform a command runs on; only `serve` and `deploy` import every handler up front."""
     settings = load_settings(args.config)
     log = JsonLog(sys.stderr) if quiet else JsonLog()
     install_stdlib_bridge(log)
-    return build(settings, log, announce_token=announce_token)
+    return build(settings, log, announce_token=announce_token, eager=eager)
 
 
 def _print(value: Any) -> None:
@@ -78,7 +80,7 @@ def describe_trigger(trigger: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.server import serve
 
-    platform = _platform(args, announce_token=True, quiet=False)
+    platform = _platform(args, announce_token=True, quiet=False, eager=True)
     return serve(platform)
 
 
@@ -141,7 +143,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     record_path = settings.state_path / "deployment.json"
     plan: dict[str, Any] = {"manifest": str(path), "functions": sorted(manifest.functions)}
     if not record_path.exists():
-        platform = _platform(args)
+        platform = _platform(args, eager=True)
         plan.update(relay="not running", validated=len(platform.runtime.require().handlers))
         _print(plan)
         return 0

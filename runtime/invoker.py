@@ -48,6 +48,29 @@ class Deployment:
         return getattr(module, attribute) if attribute else module
 
 
+class HandlerTable(dict):
+    """Handlers by function name, imported on first look-up."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__()
+        self._manifest = manifest
+
+    def __missing__(self, name: str) -> Callable[[dict, LambdaContext], Any]:
+        spec = self._manifest.functions[name]
+        try:
+            handler = getattr(importlib.import_module(spec.module), spec.attribute)
+        except Exception as exc:
+            raise ManifestError(f"function {name}: cannot load handler {spec.handler}: {exc!r}") from exc
+        if not callable(handler):
+            raise ManifestError(f"function {name}: {spec.handler} is not callable")
+        self[name] = handler
+        return handler
+
+    def import_all(self) -> None:
+        for name in self._manifest.functions:
+            self[name]
+
+
 def _purge(packages: tuple[str, ...]) -> dict[str, Any]:
     removed = {}
     for name in list(sys.modules):
@@ -87,8 +110,12 @@ class FunctionRuntime:
         self.current: Deployment | None = None
         self.stats: dict[str, dict[str, float]] = {}
 
-    def load(self) -> Deployment:
-        """(Re)import every handler; the running deployment stays if anything fails."""
+    def load(self, eager: bool = True) -> Deployment:
+        """(Re)import every handler; the running deployment stays if anything fails.
+
+        `eager=False` is for a one-shot command: a handler is imported when first invoked, so
+        `atmos-relay member list` does not pay for importing the classifier.
+        """
         with self._lock:
             manifest = load_manifest(self.manifest_path)
             root = str(manifest.path.parent)
@@ -98,17 +125,10 @@ class FunctionRuntime:
             if self.current is not None:
                 _drop_stale_bytecode(self.current.fingerprint)
             importlib.invalidate_caches()
-            handlers = {}
+            handlers = HandlerTable(manifest)
             try:
-                for name, spec in manifest.functions.items():
-                    try:
-                        module = importlib.import_module(spec.module)
-                        handler = getattr(module, spec.attribute)
-                    except Exception as exc:
-                        raise ManifestError(f"function {name}: cannot load handler {spec.handler}: {exc!r}") from exc
-                    if not callable(handler):
-                        raise ManifestError(f"function {name}: {spec.handler} is not callable")
-                    handlers[name] = handler
+                if eager:
+                    handlers.import_all()
             except Exception:
                 _purge(manifest.reload_packages)
                 sys.modules.update(previous)
