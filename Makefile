@@ -20,8 +20,11 @@ run: $(STAMP)
 test-deps: $(STAMP)
 	bash tests/setup/install-deps.sh
 
+# The tests mostly wait on the processes they start (relays, BIND, MX, Kafka),
+# so four workers keep two cores busy; PYTEST_ARGS="-n 0" runs them one by one.
+TEST_WORKERS ?= 4
 test: test-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: test-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)

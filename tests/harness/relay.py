@@ -77,7 +77,7 @@ class Relay:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=self.preexec)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if wait:
-            self.wait_for("relay.started", timeout=30)
+            self.wait_for("relay.started", timeout=60)
             for port in self.ports.values():
                 wait_for_port(port)
         return self
