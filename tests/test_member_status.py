@@ -12,10 +12,6 @@ import smtplib
 import sqlite3
 import time
 import urllib.parse
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.policy import SMTP
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -115,22 +111,17 @@ def mx_send(relay, sender: str, recipients: list[str], raw: bytes) -> None:
 
 def dsn(to: str, recipient: str, returned: bytes) -> bytes:
     """An RFC 3464 report that `recipient` does not exist, as the recipient's MTA sends it to the VERP address."""
-    report = MIMEMultipart("report", report_type="delivery-status")
-    report["From"] = "MAILER-DAEMON@mx.recipient.test"
-    report["To"] = to
-    report["Subject"] = "Undelivered Mail Returned to Sender"
-    report.attach(MIMEText(f"Your message to <{recipient}> could not be delivered: the mailbox does not exist.\n"))
-    status = Message()
-    status.set_type("message/delivery-status")
-    status.set_payload("Reporting-MTA: dns; mx.recipient.test\r\n\r\n"
-                       f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-                       f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown\r\n")
-    report.attach(status)
-    headers = Message()
-    headers.set_type("text/rfc822-headers")
-    headers.set_payload(returned.split(b"\r\n\r\n", 1)[0].decode() + "\r\n")
-    report.attach(headers)
-    return report.as_bytes(policy=SMTP)
+    headers = returned.split(b"\r\n\r\n", 1)[0].decode()
+    return (f"From: MAILER-DAEMON@mx.recipient.test\r\nTo: {to}\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+            "--b1\r\nContent-Type: text/plain\r\n\r\n"
+            f"Your message to <{recipient}> could not be delivered: the mailbox does not exist.\r\n\r\n"
+            "--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.recipient.test\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown\r\n\r\n"
+            f"--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n\r\n--b1--\r\n").encode()
 
 
 def relay_event_names(relay, did: str) -> list[str]:
