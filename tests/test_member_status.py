@@ -12,8 +12,10 @@ import smtplib
 import sqlite3
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
+import yaml
 from selenium.webdriver.common.by import By
 
 from functions.members.standing import next_tier
@@ -30,6 +32,9 @@ DID = "did:plc:memberviewmemberviewmemb"
 DOMAIN = "pds.memberview.example"
 OTHER_DID = "did:plc:othermemberothermemberot"
 OTHER_DOMAIN = "pds.other.example"
+NEW_DID = "did:plc:newmembernewmembernewmem"
+NEW_DOMAIN = "pds.new.example"
+ROOT = Path(__file__).resolve().parents[1]
 GENEROUS = {"smtp": {"authFailureLimit": 50}}
 
 
@@ -167,6 +172,25 @@ def test_only_the_members_own_key_opens_its_page(world):
     assert standing(relay, other, user=OTHER_DOMAIN)["did"] == OTHER_DID
     status, body, headers = member_get(relay, "/member/status", DOMAIN, member["apiKey"], accept="text/html")
     assert status == 200 and headers["Content-Type"].startswith("text/html") and DID in body
+
+
+def test_the_wizard_points_a_new_member_at_its_page_which_it_can_read_while_pending(relay):
+    form = urllib.parse.urlencode({"did": NEW_DID, "domain": NEW_DOMAIN}).encode()
+    status, enrolled, _ = relay.http("POST", "/enroll", token=None, data=form,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 201 and enrolled["statusPage"]["path"] == "/member/status"
+    assert enrolled["statusPage"]["username"] == NEW_DOMAIN
+    status, view, _ = member_get(relay, enrolled["statusPage"]["json"], NEW_DOMAIN, enrolled["apiKey"])
+    assert status == 200 and view["status"] == "pending" and view["sending"]["nextTier"] is None
+    assert view["domains"][0]["verification"] == "pending" and set(view["feedback"]["figures"].values()) == {0}
+
+
+def test_every_member_route_is_behind_the_member_authorizer():
+    functions = yaml.safe_load((ROOT / "serverless.yml").read_text())["functions"]
+    for name, spec in functions.items():
+        paths = [e["httpApi"].split(" ", 1)[1] for e in spec.get("events", []) if "httpApi" in e]
+        if any(p.startswith("/member") for p in paths):
+            assert spec.get("authorizer") == "member-authorizer", name
 
 
 def test_repeated_failures_are_throttled_with_smtp_auth_in_one_count(mail_relay, dns_server):
