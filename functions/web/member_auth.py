@@ -4,9 +4,10 @@ HTTP Basic with the member's DID or domain as user and its API key as
 password, checked by `functions/members/credentials.py` like SMTP AUTH, and
 counted in the same failure store (`runtime/auth_throttle.py`): a wrong key
 here costs the address and the username what it costs on port 587, so the
-page is no cheaper way to guess keys. An HTTP request cannot wait its turn
-the way an SMTP session does, so while the address or the username is over
-the limit every attempt gets 429 with Retry-After, unchecked.
+page is no cheaper way to guess keys. Past the limit an attempt waits its
+turn before it is checked, as an SMTP session does, but a request waits at
+most MAX_WAIT: one whose turn is further off gets 429 with Retry-After,
+unchecked, and does not count.
 
 A browser sends Basic credentials with any request to the relay, even one
 another site's form makes, so the page's own forms carry a CSRF token
@@ -23,6 +24,7 @@ import hashlib
 import hmac
 import math
 import sqlite3
+import time
 from dataclasses import dataclass
 
 from functions.members import credentials
@@ -31,6 +33,8 @@ from runtime.auth_throttle import address_key, username_key
 from runtime.context import LambdaContext
 
 REALM = 'Basic realm="Atmosphere Mail member", charset="UTF-8"'
+# The longest turn a request waits for before its credentials are checked; a later turn gets 429.
+MAX_WAIT = 5.0
 SAFE_METHODS = ("GET", "HEAD")
 
 
@@ -83,18 +87,20 @@ def throttled(event: dict, wait: float) -> dict:
 
 
 def _login(event: dict, context: LambdaContext, user: str, password: str) -> credentials.Login | dict:
-    """The member, or the refusal: 429 while throttled (nothing checked), 401 for wrong credentials."""
+    """The member, or the refusal: 429 when its turn is too far off (nothing checked), 401 for wrong credentials."""
     client = http_api.source_ip(event)
     keys = (address_key(client), username_key(user))
     throttle = context.auth_throttle()
-    wait = throttle.delay_for(*keys)
-    attempt = None if wait else throttle.begin(*keys)
-    if attempt is not None and attempt.wait:  # another attempt got in first
-        throttle.abandon(attempt)
-        wait = attempt.wait
-    if attempt is None:
-        context.logger.warning("member_status.auth_throttled", client=client, username=user, delay=round(wait, 3))
-        return throttled(event, wait)
+    attempt = throttle.begin(*keys)
+    bound = min(MAX_WAIT, max(0.0, context.get_remaining_time_in_millis() / 1000 - 2))
+    if attempt.wait:
+        refused = attempt.refused or attempt.wait > bound
+        context.logger.warning("member_status.auth_throttled", client=client, username=user,
+                               delay=round(attempt.wait, 3), refused=refused)
+        if refused:
+            throttle.abandon(attempt)
+            return throttled(event, attempt.wait)
+        time.sleep(attempt.wait)
     login = credentials.check(context.store.connection(), user, password)
     if login is None:
         failures = throttle.failed(attempt)
