@@ -18,7 +18,7 @@ import pytest
 import yaml
 from selenium.webdriver.common.by import By
 
-from functions.members.standing import next_tier
+from functions.members.standing import next_tier, redact_others
 from functions.reputation import caps_reached
 from functions.reputation import events as relay_events
 from functions.reputation.policy import Policy, Tier, Warming
@@ -58,17 +58,26 @@ def test_the_next_tier_is_the_one_caps_for_gives_when_the_current_one_ends():
     assert next_tier(member_row(None), set(), POLICY, 200, 2000, t) is None  # tiers count from approval
 
 
-def test_a_cap_event_counts_in_its_window_or_while_its_mail_is_held():
+def test_a_cap_event_counts_in_its_window_or_until_the_time_it_names():
     hourly = caps_reached.reading({"window": "hourly", "cap": 5, "used": 5, "tier": "warming",
-                                   "held_until": 5000}, 1000.0)
-    assert hourly == {"window": "hourly", "cap": 5.0, "used": 5.0, "tier": "warming", "heldUntil": 5000.0,
-                      "refused": False, "at": 1000.0}
+                                   "outcome": "held", "until": 5000}, 1000.0)
+    assert hourly == {"window": "hourly", "cap": 5.0, "used": 5.0, "tier": "warming", "outcome": "held",
+                      "until": 5000.0, "at": 1000.0}
     assert caps_reached.in_force(hourly, 4500.0) and caps_reached.in_force(hourly, 4999.0)
     assert not caps_reached.in_force(hourly, 5001.0)
     daily = caps_reached.reading({"window": "daily", "cap": "20", "refused": True}, 1000.0)
-    assert daily["cap"] is None and daily["refused"] and caps_reached.in_force(daily, 80000.0)
+    assert daily["cap"] is None and daily["outcome"] == "refused" and daily["until"] is None
+    assert caps_reached.in_force(daily, 80000.0) and not caps_reached.in_force(daily, 90000.0)
+    stamped = caps_reached.reading({"window": "daily", "held_until": "2026-11-30T00:00:00Z"}, 0.0)
+    assert stamped["outcome"] == "held" and stamped["until"] == 1795996800.0
     assert caps_reached.reading({"window": "weekly"}, 0.0) is None
     assert caps_reached.reading(["hourly"], 0.0) is None
+
+
+def test_another_members_did_in_a_stored_reason_is_not_shown():
+    text = f"proven, but {OTHER_DID} holds the domain and its proof still holds; {DID} too"
+    assert redact_others(text, DID) == f"proven, but another member holds the domain and its proof still holds; {DID} too"
+    assert redact_others(None, DID) is None
 
 
 def test_basic_credentials_are_read_as_smtp_usernames_are_given():

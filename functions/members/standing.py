@@ -51,7 +51,8 @@ def sending(conn: sqlite3.Connection, context: LambdaContext, member: sqlite3.Ro
     """Tier, caps and usage in the windows `limits.check` counts (the last 60 minutes, the last 24 hours)."""
     settings = context.settings
     found = limits.standing(conn, context, member["did"])
-    assert found is not None  # the member row was read in this request
+    if found is None:
+        raise registry.MemberNotFound(f"no member with DID {member['did']}")
     caps, hour, day = found
     pol = policy.load(settings.rulesFile)
     return {
@@ -63,16 +64,24 @@ def sending(conn: sqlite3.Connection, context: LambdaContext, member: sqlite3.Ro
     }
 
 
-def queue(conn: sqlite3.Connection, did: str) -> dict[str, dict[str, Any]]:
-    """The member's recipients not yet settled, by state; a queued one already tried once is `deferred`."""
+def _shown_state(conn: sqlite3.Connection) -> str:
+    """A waiting row's name, as the spool shows it: frozen (when the spool has the flag), held (never tried,
+    not due yet), deferred (tried, due again later), else its own state. One `?`: now."""
+    frozen = conn.execute("SELECT 1 FROM pragma_table_info('spool_recipients') WHERE name = 'frozen'").fetchone()
+    return ("CASE" + (" WHEN r.frozen = 1 THEN 'frozen'" if frozen else "") +
+            " WHEN r.state = 'queued' AND r.attempts = 0 AND r.next_attempt_at > ? THEN 'held'"
+            " WHEN r.state = 'queued' AND r.attempts > 0 THEN 'deferred' ELSE r.state END")
+
+
+def queue(conn: sqlite3.Connection, did: str, now: float) -> dict[str, dict[str, Any]]:
+    """The member's recipients not yet settled, by shown state, with the earliest time one is due."""
     out: dict[str, dict[str, Any]] = {state: {"count": 0, "notBefore": None} for state in WAITING}
     marks = ",".join("?" * len(SETTLED))
     for row in conn.execute(
-            "SELECT CASE WHEN r.state = 'queued' AND r.attempts > 0 THEN 'deferred' ELSE r.state END AS state,"
-            " COUNT(*) AS n, MIN(r.next_attempt_at) AS due FROM sent_messages s"
-            " JOIN spool_recipients r ON r.queue_id = s.queue_id"
-            f" WHERE s.did = ? AND r.state NOT IN ({marks}) GROUP BY 1", (did, *SETTLED)):
-        out[row["state"]] = {"count": row["n"], "notBefore": row["due"]}
+            f"SELECT {_shown_state(conn)} AS shown, COUNT(*) AS n, MIN(r.next_attempt_at) AS due"
+            " FROM sent_messages s JOIN spool_recipients r ON r.queue_id = s.queue_id"
+            f" WHERE s.did = ? AND r.state NOT IN ({marks}) GROUP BY 1", (now, did, *SETTLED)):
+        out[row["shown"]] = {"count": row["n"], "notBefore": row["due"]}
     return out
 
 
@@ -102,7 +111,8 @@ def feedback(conn: sqlite3.Connection, did: str, pol: policy.Policy) -> dict[str
             "rules": rules}
 
 
-def _redact(text: str | None, did: str) -> str | None:
+def redact_others(text: str | None, did: str) -> str | None:
+    """A stored reason with every DID but the member's own written as "another member"."""
     return _DID.sub(lambda m: m.group(0) if m.group(0) == did else "another member", text) if text else text
 
 
@@ -116,7 +126,7 @@ def domains(conn: sqlite3.Connection, did: str, operator_domain: str) -> list[di
             "verification": row["status"],
             "verifiedAt": row["verified_at"],
             "lastCheckedAt": row["last_checked_at"],
-            "lastFailure": _redact(row["last_failure"], did),
+            "lastFailure": redact_others(row["last_failure"], did),
             "dnsRecords": registry.dns_records(row["domain"], row["dkim_selector"], row["dkim_rsa_pubkey"],
                                                row["dkim_ed_pubkey"], operator_domain),
         })
@@ -134,16 +144,16 @@ def view(conn: sqlite3.Connection, context: LambdaContext, did: str, offset: int
     return {
         "did": did,
         "status": member["status"],
-        "reason": _redact(member["reason"], did) if member["status"] == "suspended" else None,
+        "reason": redact_others(member["reason"], did) if member["status"] == "suspended" else None,
         "createdAt": member["created_at"],
         "approvedAt": member["approved_at"],
         "suspendedAt": member["suspended_at"],
         "sending": sending(conn, context, member, member_labels),
         "atCap": caps_reached.current(conn, now, did).get(did, []),
-        "queue": queue(conn, did),
+        "queue": queue(conn, did, now),
         "feedback": feedback(conn, did, policy.load(context.settings.rulesFile)),
         "suppressions": own_suppressions.page(conn, did, now, offset, limit),
         "domains": domains(conn, did, context.settings.operatorDomain),
         "labels": [{"label": entry["val"], "source": entry["src"], "since": entry["since"],
-                    "reason": _redact(entry["reason"], did)} for entry in labels.details(conn, did)],
+                    "reason": redact_others(entry["reason"], did)} for entry in labels.details(conn, did)],
     }

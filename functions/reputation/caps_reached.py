@@ -6,13 +6,15 @@ where `apply-results` stores every action once, so the operator's member
 list and the member's own page see the same facts whoever produced them.
 An event counts while its window is the current one (an hourly cap the
 last hour, a daily cap the last 24 hours, as `limits` counts them) or
-while mail it held is still held.
+until the time it names (held mail released, or sending resumed).
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 from typing import Any
+
+from functions.reputation.counting import event_time
 
 WINDOWS = {"hourly": 3600.0, "daily": 86400.0}
 
@@ -22,16 +24,24 @@ def _number(value: Any) -> float | None:
 
 
 def reading(data: Any, created_at: float) -> dict[str, Any] | None:
-    """One event's data as shown, or None when it is not a member_at_cap we can read (any producer writes these)."""
+    """One event's data as shown, or None when it is not a member_at_cap we can read (any producer writes these).
+
+    `outcome` is held or refused and `until` when the mail is released or sending resumes; the
+    spellings `held_until` and `refused: true` are read as the same.
+    """
     if not isinstance(data, dict) or data.get("window") not in WINDOWS:
         return None
+    outcome = data.get("outcome")
+    if outcome not in ("held", "refused"):
+        outcome = "refused" if data.get("refused") is True else "held"
+    until = event_time(data.get("until", data.get("held_until")), 0.0) or None
     return {"window": data["window"], "cap": _number(data.get("cap")), "used": _number(data.get("used")),
-            "tier": str(data.get("tier") or "")[:64], "heldUntil": _number(data.get("held_until")),
-            "refused": bool(data.get("refused")), "at": created_at}
+            "tier": str(data.get("tier") or "")[:64], "outcome": outcome,
+            "until": until, "at": created_at}
 
 
 def in_force(entry: dict[str, Any], now: float) -> bool:
-    return entry["at"] > now - WINDOWS[entry["window"]] or (entry["heldUntil"] or 0.0) > now
+    return entry["at"] > now - WINDOWS[entry["window"]] or (entry["until"] or 0.0) > now
 
 
 def current(conn: sqlite3.Connection, now: float, did: str = "") -> dict[str, list[dict[str, Any]]]:
