@@ -380,4 +380,6 @@ def test_the_operator_list_shows_members_at_a_cap(world):
     assert [(c["window"], c["cap"]) for c in listed[DID]["atCap"]] == [("hourly", 5)]
     status, page, _ = relay.http("GET", "/admin/members", headers={"Accept": "text/html"})
     assert status == 200 and 'class="status status-pending at-cap" data-window="hourly"' in page
-    assert [c["window"] for c in standing(relay, member)["atCap"]] == ["hourly"]
+    view = standing(relay, member)
+    assert [(c["window"], c["outcome"]) for c in view["atCap"]] == [("hourly", "held")]
+    assert view["queue"]["held"]["count"] == 1 and view["queue"]["held"]["notBefore"] > time.time()
