@@ -296,6 +296,12 @@ def test_a_member_removes_a_bounce_suppression_but_not_a_complaint(world):
                                  data=json.dumps({"recipient": "angry@recipient.test"}).encode(),
                                  headers={**basic(DOMAIN, key), "Content-Type": "application/json"})
     assert status == 403 and "recipient's wish" in body["error"]
+    # The entry rewritten by a later source still came from a complaint: the recorded complaint decides.
+    assert admin_add_suppression(relay, DID, "angry@recipient.test")[0] == 201
+    angry = urllib.parse.quote("angry@recipient.test")
+    status, body, _ = relay.http("DELETE", f"/member/suppressions/{angry}", token=None, headers=basic(DOMAIN, key))
+    assert status == 403 and "recipient's wish" in body["error"]
+    assert [line["recipient"] for line in relay.logs("suppression.remove_refused", did=DID)] == ["angry@recipient.test"] * 2
     s = session(relay, "submission")
     s.login(DOMAIN, key)
     s.mail(f"noreply@{DOMAIN}")
