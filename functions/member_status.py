@@ -55,7 +55,8 @@ def suppressions(event: dict, context: LambdaContext) -> dict:
         offset, limit = paging(event)
     except ValueError:
         return http_api.error(event, 400, "offset and limit must be integers")
-    page = own_suppressions.page(context.store.connection(), member.did, context.clock.now(), offset, limit)
+    page = own_suppressions.page(context.store.connection(), member.did, context.clock.now(),
+                                 context.settings.suppressionTtl, offset, limit)
     return http_api.json_response(200, {"did": member.did, **page})
 
 

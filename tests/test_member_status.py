@@ -302,6 +302,8 @@ def test_a_member_removes_a_bounce_suppression_but_not_a_complaint(world):
     status, body, _ = relay.http("DELETE", f"/member/suppressions/{angry}", token=None, headers=basic(DOMAIN, key))
     assert status == 403 and "recipient's wish" in body["error"]
     assert [line["recipient"] for line in relay.logs("suppression.remove_refused", did=DID)] == ["angry@recipient.test"] * 2
+    listed = {e["recipient"]: e for e in standing(relay, member)["suppressions"]["entries"]}
+    assert listed["angry@recipient.test"]["source"] == "operator" and not listed["angry@recipient.test"]["removable"]
     s = session(relay, "submission")
     s.login(DOMAIN, key)
     s.mail(f"noreply@{DOMAIN}")

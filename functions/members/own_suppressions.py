@@ -35,24 +35,26 @@ class RecipientsWish(MemberError):
     http_status = 403
 
 
-def page(conn: sqlite3.Connection, did: str, now: float, offset: int = 0, limit: int = PAGE) -> dict[str, Any]:
+def page(conn: sqlite3.Connection, did: str, now: float, ttl: float, offset: int = 0,
+         limit: int = PAGE) -> dict[str, Any]:
     """One page of the live entries, newest first, each saying whether the member may remove it."""
     live = "did = ? AND (expires_at IS NULL OR expires_at > ?)"
     total = conn.execute(f"SELECT COUNT(*) FROM suppressions WHERE {live}", (did, now)).fetchone()[0]
     rows = conn.execute(
         f"SELECT recipient, reason, source, created_at, expires_at FROM suppressions WHERE {live}"
         " ORDER BY created_at DESC, recipient LIMIT ? OFFSET ?", (did, now, limit, offset)).fetchall()
+    wished = complainers(conn, did, now - ttl if ttl else 0.0) if rows else set()
     return {"total": total, "offset": offset, "limit": limit, "entries": [{
         "recipient": r["recipient"], "reason": r["reason"], "source": r["source"], "createdAt": r["created_at"],
-        "expiresAt": r["expires_at"], "removable": r["source"] != COMPLAINT_SOURCE} for r in rows]}
+        "expiresAt": r["expires_at"],
+        "removable": r["source"] != COMPLAINT_SOURCE and r["recipient"] not in wished} for r in rows]}
 
 
-def complained(conn: sqlite3.Connection, did: str, recipient: str, since: float) -> bool:
-    """Did this recipient complain about the member's mail since `since` (a complaint_received in relay_events)?"""
-    return conn.execute(
-        "SELECT 1 FROM relay_events WHERE sender_did = ? AND action_name = 'complaint_received'"
-        " AND created_at > ? AND json_extract(raw, '$.ActionData.recipient') = ? LIMIT 1",
-        (did, since, suppression.normalize(recipient))).fetchone() is not None
+def complainers(conn: sqlite3.Connection, did: str, since: float) -> set[str]:
+    """Recipients who complained about the member's mail since `since` (complaint_received in relay_events)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT json_extract(raw, '$.ActionData.recipient') FROM relay_events"
+        " WHERE sender_did = ? AND action_name = 'complaint_received' AND created_at > ?", (did, since))}
 
 
 def remove(tx: sqlite3.Connection, context: LambdaContext, did: str, recipient: str) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def remove(tx: sqlite3.Connection, context: LambdaContext, did: str, recipient: 
     if entry is None:
         raise NotSuppressed(f"{address} is not on your suppression list")
     ttl = context.settings.suppressionTtl or 0
-    if entry["source"] == COMPLAINT_SOURCE or complained(tx, did, address, now - ttl if ttl else 0.0):
+    if entry["source"] == COMPLAINT_SOURCE or address in complainers(tx, did, now - ttl if ttl else 0.0):
         raise RecipientsWish(f"{address} complained about your mail: a complaint suppression is the recipient's"
                              " wish and only the relay's operator can lift it")
     suppression.remove(tx, did, address)

@@ -152,7 +152,7 @@ def view(conn: sqlite3.Connection, context: LambdaContext, did: str, offset: int
         "atCap": caps_reached.current(conn, now, did).get(did, []),
         "queue": queue(conn, did, now),
         "feedback": feedback(conn, did, policy.load(context.settings.rulesFile)),
-        "suppressions": own_suppressions.page(conn, did, now, offset, limit),
+        "suppressions": own_suppressions.page(conn, did, now, context.settings.suppressionTtl, offset, limit),
         "domains": domains(conn, did, context.settings.operatorDomain),
         "labels": [{"label": entry["val"], "source": entry["src"], "since": entry["since"],
                     "reason": redact_others(entry["reason"], did)} for entry in labels.details(conn, did)],
