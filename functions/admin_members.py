@@ -12,7 +12,7 @@ from typing import Any
 
 from functions.dkim import dns_check, key_pairs
 from functions.members import attestation, labels, registry, suppression
-from functions.reputation import limits
+from functions.reputation import caps_reached, limits
 from functions.web import activity_chart, admin_auth, http_api, pages
 from runtime.context import LambdaContext
 
@@ -29,14 +29,16 @@ def _caps(conn: sqlite3.Connection, context: LambdaContext, did: str) -> dict[st
 
 
 def member_rows(conn: sqlite3.Connection, context: LambdaContext, status: str) -> list[dict[str, Any]]:
+    """Each member with its caps and usage, and the caps it is at now (`member_at_cap` events of the window)."""
     out = []
+    at_cap = caps_reached.current(conn, context.clock.now())
     for row in registry.list_members(conn, status):
         did = row["did"]
         out.append({"did": did, "status": row["status"], "reason": row["reason"],
                     "domains": sorted((row["domains"] or "").split()),
                     "labels": sorted(l["val"] for l in labels.details(conn, did)),
                     "createdAt": row["created_at"], "approvedAt": row["approved_at"],
-                    **_caps(conn, context, did)})
+                    "atCap": at_cap.get(did, []), **_caps(conn, context, did)})
     return out
 
 

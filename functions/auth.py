@@ -1,14 +1,14 @@
 """`auth`: AUTH PLAIN on submission. Username is the member's DID or one of its domains.
 
-The key is checked before the member's status, so a wrong key never learns
-whether an account is pending or suspended; an unknown username costs the
-same hash as a known one. A key verified in the last few minutes is not
-hashed again (`api_keys.VerifiedKeys`); the status is read every time.
+The key is checked (`functions/members/credentials.py`, shared with the
+member's status page) before the member's status, so a wrong key never
+learns whether an account is pending or suspended; the status is read
+every time.
 """
 from __future__ import annotations
 
-from functions.members.api_keys import DUMMY_HASH, verified_keys, verify_api_key
-from functions.members.registry import credentials_for, domains_of
+from functions.members import credentials
+from functions.members.registry import domains_of
 from functions.reputation import events
 from runtime import replies
 from runtime.context import LambdaContext
@@ -25,17 +25,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
     username = str(event.get("username") or "")
     password = str(event.get("password") or "")
     conn = context.store.connection()
-    member, candidates = credentials_for(conn, username)
-    matched = None
-    if not candidates or member is None:
-        verify_api_key(DUMMY_HASH, password)
-    for candidate in candidates:
-        if verified_keys.verify(candidate.api_key_hash, password):
-            matched = candidate
-            break
-    if matched is None or member is None:
+    login = credentials.check(conn, username, password)
+    if login is None:
         raise AuthRejected(replies.AUTH_INVALID)
-    did = member["did"]
+    member, matched, did = login.member, login.matched, login.did
     if member["status"] in ("pending", "suspended"):
         with context.store.transaction() as tx:
             events.emit(tx, context, "relay_rejected", {

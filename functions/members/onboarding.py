@@ -110,4 +110,6 @@ def instructions(settings: Settings, enrolled: dict[str, Any]) -> dict[str, Any]
         "attestation": attestation_record(did, domain, list(enrolled["selectors"]), settings.operatorDomain),
         "advice": [DAY_ONE_ADVICE[0], warming_advice(policy.load(settings.rulesFile).warming.tiers),
                    *DAY_ONE_ADVICE[1:]],
+        "statusPage": {"path": "/member/status", "json": "/member/status.json", "username": domain,
+                       "usernameAlternatives": [did], "password": "the API key above"},
     }

@@ -94,6 +94,13 @@ class DomainProof(_Event):
     reason = fields.String(load_default="")
 
 
+class SuppressionRemoved(_Event):
+    recipient = fields.String(required=True)
+    reason = fields.String(load_default="")
+    source = fields.String(load_default="")
+    actor = fields.String(load_default="")
+
+
 SCHEMAS: dict[str, type[Schema]] = {
     "relay_attempt": RelayAttempt,
     "relay_rejected": RelayRejected,
@@ -108,6 +115,7 @@ SCHEMAS: dict[str, type[Schema]] = {
     "label_changed": LabelChanged,
     "domain_verified": DomainProof,
     "domain_unverified": DomainProof,
+    "suppression_removed_by_member": SuppressionRemoved,
 }
 
 
