@@ -1,0 +1,107 @@
+"""The relay's main client for real: Bluesky's own PDS (`@atproto/pds` 0.5.35) sends its mail through it.
+
+As a PDS operator does it: enroll in the wizard, publish the records, get approved, paste the two lines
+the wizard prints (`PDS_EMAIL_SMTP_URL`, on `smtps://` or on `smtp://` with STARTTLS, and
+`PDS_EMAIL_FROM_ADDRESS`) into the PDS's environment and start it. Its users then sign up and ask for a
+confirmation code and a password reset through XRPC, and the mail arrives at their MX signed by the
+member's domain and by the pool, every signature verified by verifiers that are not ours.
+"""
+from __future__ import annotations
+
+import email
+import itertools
+from urllib.parse import urlencode
+
+import pytest
+
+from harness.pds import BlueskyPds
+from harness.relay import Relay
+from harness.verifiers import by_key, mail_dkim, mailauth
+
+DID = "did:plc:pdsclientpdsclientpdscli"
+DOMAIN = "pds.example"
+URL_FORMS = {"smtps": ("PDS_EMAIL_SMTP_URL", "smtps"), "starttls": ("PDS_EMAIL_SMTP_URL_STARTTLS", "submission")}
+_users = itertools.count()
+
+
+def enroll_in_wizard(relay: Relay, did: str, domain: str) -> dict:
+    """The wizard's JSON answer (its API key and PDS lines), then the proofs and the operator's approval."""
+    form = urlencode({"did": did, "domain": domain}).encode()
+    status, wizard, _ = relay.http("POST", "/enroll", token=None, data=form,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 201, wizard
+    relay.proofs.prove(wizard)
+    shown = relay.cli_json("member", "approve", did)
+    assert [d["verification"] for d in shown["domains"] if d["domain"] == domain] == ["verified"]
+    return wizard
+
+
+@pytest.fixture
+def pds_relay(mail_relay):
+    """Factory: a relay whose wizard names `localhost` (the relay's certificate covers it) as the SMTP host."""
+    def start(config: dict | None = None, **kwargs) -> Relay:
+        return mail_relay({"publicSmtp": {"host": "localhost"}, **(config or {})}, **kwargs)
+    return start
+
+
+@pytest.fixture
+def start_pds(tmp_path):
+    """Factory: start_pds(relay, wizard, url_key) -> a running PDS configured with the wizard's lines."""
+    started: list[BlueskyPds] = []
+
+    def start(relay: Relay, wizard: dict, url_key: str) -> BlueskyPds:
+        pds = BlueskyPds(tmp_path / f"pds{len(started)}", smtp_url=wizard["pds"][url_key],
+                         from_address=wizard["pds"]["PDS_EMAIL_FROM_ADDRESS"],
+                         ca_file=relay.state / "tls" / "cert.pem")
+        started.append(pds)
+        return pds.start()
+
+    yield start
+    for pds in started:
+        assert pds.stop() == 0, pds.log.read_text()[-4000:]
+
+
+def sign_up(pds: BlueskyPds) -> tuple[dict, str]:
+    """A new user of the PDS, with an address at the recipients' domain: (session, address)."""
+    n = next(_users)
+    address = f"user{n}@recipient.test"
+    return pds.create_account(f"user{n}.test", address), address
+
+
+def signers(relay: Relay, wizard: dict) -> tuple[set, set]:
+    """(RSA, Ed25519) signing keys as (d=, s=): the member's domain's and the pool's, one of each."""
+    operator = [r["name"].split("._domainkey.")[0] for r in relay.logs("operator_dkim.first_boot")[0]["records"]]
+    return ({(DOMAIN, wizard["selector"] + "r"), ("atmos.test", operator[0])},
+            {(DOMAIN, wizard["selector"] + "e"), ("atmos.test", operator[1])})
+
+
+@pytest.mark.parametrize("form", list(URL_FORMS))
+def test_the_pds_sends_confirmation_and_reset_mail_through_the_relay(pds_relay, dns_server, sink_mx,
+                                                                       start_pds, form):
+    url_key, listener = URL_FORMS[form]
+    relay = pds_relay()
+    wizard = enroll_in_wizard(relay, DID, DOMAIN)
+    assert wizard["pds"][url_key].startswith(f"{form.replace('starttls', 'smtp')}://{DOMAIN}:")
+    pds = start_pds(relay, wizard, url_key)
+
+    session, address = sign_up(pds)
+    pds.xrpc("com.atproto.server.requestEmailConfirmation", token=session["accessJwt"])
+    pds.xrpc("com.atproto.server.requestPasswordReset", {"email": address})
+
+    received = sink_mx.wait_for(2, timeout=60)
+    subjects = sorted(email.message_from_bytes(raw)["Subject"] for _, raw in received)
+    assert subjects == ["Email Confirmation", "Password Reset Requested"]
+    rsa, ed25519 = signers(relay, wizard)
+    for meta, raw in received:
+        msg = email.message_from_bytes(raw)
+        assert meta["rcpt_tos"] == [address] and msg["From"] == f"noreply@{DOMAIN}"
+        assert msg["X-Atmos-Member-Did"] == DID
+        node = by_key(mailauth(raw, dns_server.port))
+        assert {k: node.get(k) for k in rsa | ed25519} == {k: "pass" for k in rsa | ed25519}, node
+        perl = by_key(mail_dkim(raw, dns_server.port))
+        assert {k: perl.get(k) for k in rsa} == {k: "pass" for k in rsa}, perl
+
+    logins = relay.logs("smtp.auth", result="ok", did=DID)
+    assert logins and {line["listener"] for line in logins} == {listener}
+    relay.wait_for("delivery.result", status="delivered", count=2)
+
