@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.ports import free_port
 
@@ -95,9 +95,10 @@ class Plc(_NodeProcess):
 
 
 class BlueskyPds(_NodeProcess):
-    """One PDS sending its mail through `smtp_url` as `from_address`, trusting the CA in `ca_file`."""
+    """One PDS sending its mail through `smtp_url` as `from_address`, trusting the CA in `ca_file` too
+    (without it, only the public CAs Node knows)."""
 
-    def __init__(self, workdir: Path, smtp_url: str, from_address: str, ca_file: Path) -> None:
+    def __init__(self, workdir: Path, smtp_url: str, from_address: str, ca_file: Path | None) -> None:
         super().__init__(workdir, "pds")
         self.plc = Plc(self.workdir / "plc")
         self.admin_password = secrets.token_urlsafe(18)
@@ -113,10 +114,11 @@ class BlueskyPds(_NodeProcess):
             "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX": secrets.token_hex(32),
             "PDS_EMAIL_SMTP_URL": smtp_url,
             "PDS_EMAIL_FROM_ADDRESS": from_address,
-            "NODE_EXTRA_CA_CERTS": str(ca_file),
             "LOG_ENABLED": "true",
             "LOG_LEVEL": "info",
         }
+        if ca_file is not None:
+            self.settings["NODE_EXTRA_CA_CERTS"] = str(ca_file)
 
     def start(self, timeout: float = 120) -> "BlueskyPds":
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
@@ -169,3 +171,14 @@ class BlueskyPds(_NodeProcess):
             if isinstance(record, dict):
                 lines.append(record)
         return lines
+
+    def wait_for_log(self, predicate: Callable[[dict], bool], timeout: float = 15.0) -> list[dict]:
+        """The log lines that match, once there is one: pino writes them a moment after the response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log_lines() if predicate(line)]
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such line in {self.log} within {timeout}s")
+            time.sleep(0.1)
