@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email
 import itertools
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -21,7 +21,9 @@ from harness.verifiers import by_key, mail_dkim, mailauth
 
 DID = "did:plc:pdsclientpdsclientpdscli"
 DOMAIN = "pds.example"
-URL_FORMS = {"smtps": ("PDS_EMAIL_SMTP_URL", "smtps"), "starttls": ("PDS_EMAIL_SMTP_URL_STARTTLS", "submission")}
+# the wizard's line, its scheme, and the relay listener it names
+URL_FORMS = {"smtps": ("PDS_EMAIL_SMTP_URL", "smtps", "smtps"),
+             "starttls": ("PDS_EMAIL_SMTP_URL_STARTTLS", "smtp", "submission")}
 _users = itertools.count()
 
 
@@ -80,10 +82,12 @@ def signers(relay: Relay, wizard: dict) -> tuple[set, set]:
 @pytest.mark.parametrize("form", list(URL_FORMS))
 def test_the_pds_sends_confirmation_and_reset_mail_through_the_relay(pds_relay, dns_server, sink_mx,
                                                                        start_pds, form):
-    url_key, listener = URL_FORMS[form]
+    url_key, scheme, listener = URL_FORMS[form]
     relay = pds_relay()
     wizard = enroll_in_wizard(relay, DID, DOMAIN)
-    assert wizard["pds"][url_key].startswith(f"{form.replace('starttls', 'smtp')}://{DOMAIN}:")
+    assert wizard["pds"] == {**wizard["pds"], "PDS_EMAIL_FROM_ADDRESS": f"noreply@{DOMAIN}",
+                             url_key: f"{scheme}://{DOMAIN}:{quote(wizard['apiKey'], safe='')}"
+                                      f"@localhost:{relay.ports[listener]}/"}
     pds = start_pds(relay, wizard, url_key)
 
     session, address = sign_up(pds)
