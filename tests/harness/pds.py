@@ -108,7 +108,7 @@ class BlueskyPds(_NodeProcess):
             "PDS_PORT": str(self.port),
             "PDS_DATA_DIRECTORY": str(self.workdir / "data"),
             "PDS_BLOBSTORE_DISK_LOCATION": str(self.workdir / "blobs"),
-            "PDS_DID_PLC_URL": self.plc.url,
+            "PDS_DID_PLC_URL": f"http://localhost:{self.plc.port}",  # its DID resolver refuses IP hosts
             "PDS_JWT_SECRET": secrets.token_hex(16),
             "PDS_ADMIN_PASSWORD": self.admin_password,
             "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX": secrets.token_hex(32),
