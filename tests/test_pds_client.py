@@ -147,7 +147,7 @@ def test_a_warming_pds_over_its_hourly_cap_loses_no_mail(pds_relay, sink_mx, sta
     release = attempts[5]["held_until"]
     assert release and [a["held_until"] for a in attempts[5:]] == [release] * 3
     held = relay.cli_json("queue", "--state", "held")["recipients"]
-    assert sorted((r["recipient"], r["not_before"]) for r in held) == sorted((u, release) for u in users[5:8])
+    assert sorted((r["recipient"], r["notBefore"]) for r in held) == sorted((u, release) for u in users[5:8])
 
     for address in users[8:10]:  # they still fit in the hour the held ones leave in
         pds.xrpc("com.atproto.server.requestPasswordReset", {"email": address})
