@@ -62,7 +62,7 @@ def start_pds(tmp_path):
 
     yield start
     for pds in started:
-        assert pds.stop() == 0, pds.log.read_text()[-4000:]
+        assert pds.stop() in (0, None), pds.log.read_text()[-4000:]  # None: it never started
 
 
 def sign_up(pds: BlueskyPds) -> tuple[dict, str]:
