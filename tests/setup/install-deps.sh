@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What the tests need beyond the venv: Debian packages for the real peers
-# (swaks, BIND, Perl Mail::DKIM, Postfix, OpenDKIM, Chromium) and Node's
-# mailauth for Ed25519 verification. Installs only what is missing.
+# (swaks, BIND, Perl Mail::DKIM, Postfix, OpenDKIM, Chromium), Node's
+# mailauth for Ed25519 verification, and Bluesky's PDS (tests/pds/install.sh;
+# build-essential compiles its SQLite binding). Installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 packages=(swaks bind9 bind9-utils bind9-dnsutils libmail-dkim-perl libnet-dns-perl sqlite3
-          postfix opendkim opendkim-tools chromium chromium-driver nodejs npm)
+          postfix opendkim opendkim-tools chromium chromium-driver nodejs npm
+          build-essential python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,3 +45,6 @@ if [ ! -d "$corpus/tests/data" ]; then
   mkdir -p "$corpus" && tar xzf "$tmp"/flufl_bounce-*.tar.gz -C "$corpus" --strip-components=1
   rm -rf "$tmp"
 fi
+
+# Bluesky's own PDS and PLC directory, on the Node 22 they need (a few minutes the first time).
+bash tests/pds/install.sh
