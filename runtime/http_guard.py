@@ -98,6 +98,7 @@ class BoundedRequest(HTTPRequestParser):
     """Waitress's request parser, noting when the header section ended and refusing a body too large."""
 
     headers_done_at: float | None = None
+    refusal_logged = False
 
     def __init__(self, adj, guard: ConnectionGuard, client: str) -> None:
         super().__init__(adj)
@@ -112,7 +113,9 @@ class BoundedRequest(HTTPRequestParser):
             if max(self.content_length, self.body_bytes_received) > limit:
                 self.error = RequestEntityTooLarge(f"the body of a request to this path may have at most {limit} bytes")
                 self.completed, self.expect_continue = True, False  # no "100 Continue" for a body we refuse
-                self.guard.too_large.add(self.path or "/", self.client)
+        if isinstance(self.error, RequestEntityTooLarge) and not self.refusal_logged:  # ours or waitress's own
+            self.refusal_logged = True
+            self.guard.too_large.add(self.path or "/", self.client)
         return consumed
 
 

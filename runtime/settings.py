@@ -144,6 +144,7 @@ class Settings:
     labeler: LabelerSettings = field(default_factory=LabelerSettings)
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
+    rejectedActionsRetention: float = 30 * 86400
     source: str = "built-in defaults"
 
     @property
@@ -328,6 +329,7 @@ class SettingsSchema(_Base):
     labeler = _section(LabelerSchema, LabelerSettings)
     rulesFile = fields.String()
     suppressionTtl = Duration()
+    rejectedActionsRetention = Duration()
 
 
 def _flatten_errors(errors: Any, prefix: str = "") -> list[str]:
