@@ -102,6 +102,7 @@ class LimitSettings:
 class AtprotoSettings:
     plcUrl: str = "https://plc.directory"
     timeout: float = 10.0
+    allowPrivateAddresses: bool = False  # members' PDSes on loopback/private networks: tests, private deployments
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ class AtprotoSchema(_Base):
     target = AtprotoSettings
     plcUrl = fields.Url(require_tld=False, schemes={"http", "https"})
     timeout = Duration()
+    allowPrivateAddresses = fields.Boolean()
 
 
 class PublicSmtpSchema(_Base):
