@@ -8,8 +8,8 @@ refused (unless `atproto.allowPrivateAddresses`, for tests and private
 deployments), and the connection goes to the very address that was checked,
 never to a second resolution that a rebinding DNS server could answer
 differently. Outside that setting plain http is refused too. Redirects are
-not followed; the answer is cut at MAX_BODY and the whole exchange at the
-timeout, however slowly the server dribbles.
+not followed; the answer is cut at MAX_BODY and the whole exchange, the
+DNS lookup included, at the timeout, however slowly the server dribbles.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,12 +48,29 @@ def address_refusal(address: str) -> str:
     return ""
 
 
-def resolve(host: str, port: int, allow_private: bool) -> str:
+def _addresses(host: str, port: int, timeout: float) -> list:
+    """getaddrinfo, given up on after `timeout`: the member's DNS may be as slow as it likes to answer."""
+    found: dict[str, Any] = {}
+
+    def look_up() -> None:
+        try:
+            found["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            found["error"] = exc
+
+    lookup = threading.Thread(target=look_up, name="pds-lookup", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if lookup.is_alive():
+        raise FetchFailed(f"{host}: no DNS answer within {timeout:g}s")
+    if "error" in found:
+        raise FetchFailed(f"{host}: cannot resolve ({found['error']})")
+    return found["infos"]
+
+
+def resolve(host: str, port: int, allow_private: bool, timeout: float = 5.0) -> str:
     """The one address to connect to: the first the host resolves to that the relay may reach."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(f"{host}: cannot resolve ({exc})") from exc
+    infos = _addresses(host, port, timeout)
     refusals = []
     for info in infos:
         address = str(info[4][0])
@@ -72,19 +90,25 @@ def get_json(url: str, timeout: float, allow_private: bool, member_chosen: bool 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchRefused(f"{url}: not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve(parts.hostname, port, allow_private or not member_chosen)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise FetchRefused(f"{url}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    address = resolve(parts.hostname, port, allow_private or not member_chosen, timeout)
     if member_chosen and parts.scheme != "https" and not allow_private:
         raise FetchRefused(f"{url}: a member's server is fetched over https only")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = parts.netloc.rpartition("@")[2]
-    return _exchange(parts.scheme, parts.hostname, address, port, path, host_header, timeout)
+    left = max(deadline - time.monotonic(), 0.1)
+    return _exchange(parts.scheme, parts.hostname, address, port, path, host_header, left, timeout)
 
 
 def _exchange(scheme: str, host: str, address: str, port: int, path: str, host_header: str,
-              timeout: float) -> tuple[int, Any]:
+              left: float, timeout: float) -> tuple[int, Any]:
+    """The request and its answer within `left` seconds (what is left of `timeout`)."""
     try:
-        raw = socket.create_connection((address, port), timeout=timeout)
+        raw = socket.create_connection((address, port), timeout=left)
     except OSError as exc:
         raise FetchFailed(f"{host} ({address}) port {port}: {exc}") from exc
     overdue = threading.Event()
@@ -96,11 +120,11 @@ def _exchange(scheme: str, host: str, address: str, port: int, path: str, host_h
         except OSError:
             pass
 
-    watchdog = threading.Timer(timeout, cut_off)
+    watchdog = threading.Timer(left, cut_off)
     watchdog.start()
     try:
         sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if scheme == "https" else raw
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=left)
         conn.sock = sock
         conn.request("GET", path, headers={"Host": host_header, "Accept": "application/json",
                                            "User-Agent": _USER_AGENT})
