@@ -54,7 +54,7 @@ def member_detail(conn: sqlite3.Connection, context: LambdaContext, did: str) ->
             "selector": row["dkim_selector"],
             "dkim": dns_check.domain_status(resolver, row),
             "attestation": attestation.check(did, row["domain"], selectors, atproto.plcUrl,
-                                             min(atproto.timeout, 5.0)),
+                                             min(atproto.timeout, 5.0), atproto.allowPrivateAddresses),
             "rotatedAt": row["rotated_at"],
         })
     activity = activity_chart.daily_activity(conn, did, context.clock.now())

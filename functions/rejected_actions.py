@@ -53,6 +53,8 @@ def _keep(event: dict, context: LambdaContext) -> dict:
                     " rejected_by, rejected_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (row["origin"], row["action_id"], row["action_name"], row["reason"], row["raw"],
                      row["rejected_by"], row["rejected_at"] or now, now)).rowcount
+    if kept:
+        context.logger.info("rejected_actions.kept", kept=kept)
     return {"kept": kept}
 
 

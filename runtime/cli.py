@@ -92,7 +92,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     log = JsonLog(process="edge", pid=os.getpid())  # every line says which edge wrote it
     install_stdlib_bridge(log)
     platform = build(load_settings(args.config), log)
-    return run_edge(platform, parse_fds(args.listen_fds), args.parent)
+    return run_edge(platform, parse_fds(args.listen_fds), args.parent, args.slot)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -260,6 +260,7 @@ def _platform_commands(sub: argparse._SubParsersAction, common: argparse.Argumen
     s = sub.add_parser("edge", parents=[common], help=argparse.SUPPRESS)
     s.add_argument("--listen-fds", required=True)
     s.add_argument("--parent", type=int, required=True)
+    s.add_argument("--slot", type=int, required=True)
     s.set_defaults(func=cmd_edge)
     sub.add_parser("worker", parents=[common], help="run the stream apps as a Faust worker (Kafka)"
                    ).set_defaults(func=cmd_worker)

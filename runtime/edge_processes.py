@@ -11,6 +11,11 @@ doorbell. Because the sockets are bound before any edge starts, a
 connection is never refused while an edge starts or restarts: it waits in
 the listen backlog.
 
+A client's connections are counted against `smtp.maxConnectionsPerClient`
+across all edges, in a table the main process creates and each edge maps
+(runtime/client_connection_table.py); an edge's slot there is its column,
+cleared by the edge that takes the slot over after a crash.
+
 The supervisor restarts an edge that dies; an edge dies with the main
 process (PR_SET_PDEATHSIG), so a kill -9 of the relay leaves nothing
 accepting mail that nobody would deliver.
@@ -27,6 +32,7 @@ import sys
 import threading
 import time
 
+from runtime import client_connection_table as table
 from runtime import doorbell as bell
 from runtime.bootstrap import Platform
 from runtime.doorbell import Doorbell
@@ -74,6 +80,9 @@ class EdgeSupervisor:
                     time.sleep(0.1)
             sock.set_inheritable(True)
             self.sockets[name] = sock
+        smtp = self.settings.smtp
+        table.create(self.settings.state_path / table.FILE_NAME, self.count,
+                     table.rows_for(self.count, smtp.maxConnections))
 
     def on_ring(self, what: bytes, pid: int) -> None:
         if what in (bell.READY, bell.DEPLOYED):
@@ -84,16 +93,17 @@ class EdgeSupervisor:
                     self._deployed[pid] = self._deployed.get(pid, 0) + 1
                 self._seen.notify_all()
 
-    def _command(self) -> list[str]:
+    def _command(self, slot: int) -> list[str]:
         fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets.items())
-        cmd = [sys.executable, "-m", "runtime.cli", "edge", "--listen-fds", fds, "--parent", str(os.getpid())]
+        cmd = [sys.executable, "-m", "runtime.cli", "edge", "--listen-fds", fds, "--parent", str(os.getpid()),
+               "--slot", str(slot)]
         if self.settings.source != "built-in defaults":
             cmd += ["--config", os.path.abspath(self.settings.source)]
         return cmd
 
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            *self._command(), pass_fds=[s.fileno() for s in self.sockets.values()],
+            *self._command(slot), pass_fds=[s.fileno() for s in self.sockets.values()],
             stdin=asyncio.subprocess.DEVNULL)
         self._procs[slot] = proc
         return proc
@@ -183,8 +193,11 @@ def parse_fds(text: str) -> dict[str, int]:
     return fds
 
 
-def run_edge(platform: Platform, fds: dict[str, int], parent: int) -> int:
-    """Edge-process side: serve the inherited sockets until SIGTERM or the parent's death."""
+def run_edge(platform: Platform, fds: dict[str, int], parent: int, slot: int) -> int:
+    """Edge-process side: serve the inherited sockets until SIGTERM or the parent's death.
+
+    `slot` is this edge's column of the shared per-client counts, cleared here before accepting.
+    """
     _die_with_parent(parent)
     from runtime.open_files import raise_soft_limit
     from runtime.smtp_edge import SmtpEdge
@@ -209,7 +222,8 @@ def run_edge(platform: Platform, fds: dict[str, int], parent: int) -> int:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        edge = SmtpEdge(platform.settings, platform.runtime, log, server_context(platform.settings, log))
+        counts = table.ClientConnectionTable(platform.settings.state_path / table.FILE_NAME, slot)
+        edge = SmtpEdge(platform.settings, platform.runtime, log, server_context(platform.settings, log), counts)
         sockets = {name: socket.socket(fileno=fd) for name, fd in fds.items()}
         await edge.start(sockets)
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,10 +19,10 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from flask import Flask, Response, request
-from waitress.server import create_server
+from waitress.adjustments import Adjustments
 
 from runtime.errors import BadRequest, FunctionTimeout
-from runtime.http_guard import ConnectionGuard, guard_listeners
+from runtime.http_guard import ConnectionGuard, GuardedServer
 from runtime.invoke_api import API as INVOKE_API
 from runtime.invoke_api import InvokeApi
 from runtime.invoker import Deployment, FunctionRuntime
@@ -232,14 +232,14 @@ class HttpServer:
     def __init__(self, app: Flask, host: str, port: int, log: JsonLog, threads: int = 16,
                  settings: Settings | None = None) -> None:
         settings = settings or Settings()
-        socket_map: dict = {}
-        self._server = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="atmos-relay",
-                                     clear_untrusted_proxy_headers=False,  # runtime.trusted_proxies decides
-                                     connection_limit=settings.http.maxConnections,
-                                     log_socket_errors=False,  # a reset per hostile client is no news
-                                     max_request_header_size=MAX_HEADER_SECTION,
-                                     max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]) + 1)
-        guard_listeners(socket_map, ConnectionGuard(settings.http, body_limit(settings, app), log))
+        adjustments = Adjustments(host=host, port=port, threads=threads, ident="atmos-relay",
+                                  clear_untrusted_proxy_headers=False,  # runtime.trusted_proxies decides
+                                  connection_limit=settings.http.maxConnections,
+                                  log_socket_errors=False,  # a reset per hostile client is no news
+                                  max_request_header_size=MAX_HEADER_SECTION,
+                                  max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]) + 1)
+        guard = ConnectionGuard(settings.http, body_limit(settings, app), log)
+        self._server = GuardedServer(app, guard, log, map={}, adj=adjustments)
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self.log = log
         self.host, self.port = host, port

@@ -32,10 +32,13 @@ from waitress.utilities import RequestEntityTooLarge
 
 from runtime.auth_throttle import address_key
 from runtime.jsonlog import JsonLog
+from runtime.open_files import EXHAUSTED, current_limit
+from runtime.repeated_events import RepeatedEvent
 from runtime.settings import HttpSettings
 from runtime.trusted_proxies import TrustedProxies
 
 LOG_INTERVAL = 60.0
+ACCEPT_PAUSE = 0.25
 _BUSY_TEXT = b"Too many connections from your address; close one and retry\n"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 10\r\n"
          b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT))
@@ -98,6 +101,7 @@ class BoundedRequest(HTTPRequestParser):
     """Waitress's request parser, noting when the header section ended and refusing a body too large."""
 
     headers_done_at: float | None = None
+    refusal_logged = False
 
     def __init__(self, adj, guard: ConnectionGuard, client: str) -> None:
         super().__init__(adj)
@@ -112,7 +116,9 @@ class BoundedRequest(HTTPRequestParser):
             if max(self.content_length, self.body_bytes_received) > limit:
                 self.error = RequestEntityTooLarge(f"the body of a request to this path may have at most {limit} bytes")
                 self.completed, self.expect_continue = True, False  # no "100 Continue" for a body we refuse
-                self.guard.too_large.add(self.path or "/", self.client)
+        if isinstance(self.error, RequestEntityTooLarge) and not self.refusal_logged:  # ours or waitress's own
+            self.refusal_logged = True
+            self.guard.too_large.add(self.path or "/", self.client)
         return consumed
 
 
@@ -167,9 +173,35 @@ class GuardedChannel(HTTPChannel):
             self.guard.release(key)
 
 
-def guard_listeners(socket_map: dict, guard: ConnectionGuard) -> None:
-    """Make every waitress listener in `socket_map` open GuardedChannels held to `guard`."""
-    for dispatcher in list(socket_map.values()):
-        if isinstance(dispatcher, TcpWSGIServer):
-            dispatcher.connection_guard = guard
-            dispatcher.channel_class = GuardedChannel
+class GuardedServer(TcpWSGIServer):
+    """Waitress's listener opening GuardedChannels, and pausing when accept() finds no descriptor free.
+
+    Waitress drops such a failed accept() and asks again at once: the
+    connection is still waiting, so its loop spins a core for as long as
+    the descriptors stay used up. Here the listener stops asking for
+    ACCEPT_PAUSE (the rest of the loop serves on, and closing connections
+    frees descriptors), and the failures are one log line per interval.
+    """
+
+    channel_class = GuardedChannel
+    paused_until = 0.0
+
+    def __init__(self, application, guard: ConnectionGuard, log: JsonLog, **kw) -> None:
+        self.connection_guard = guard
+        self.exhausted = RepeatedEvent(log, "http.resource_exhausted", level="error")
+        super().__init__(application, **kw)
+
+    def readable(self) -> bool:
+        accepting = super().readable()  # also waitress's upkeep of idle channels
+        return accepting and time.monotonic() >= self.paused_until
+
+    def accept(self):
+        try:
+            return super().accept()
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                raise
+            self.paused_until = time.monotonic() + ACCEPT_PAUSE
+            self.exhausted.happened("accept", error=exc.strerror, open_files_limit=current_limit(),
+                                    open_connections=len(self._map))
+            return None

@@ -23,7 +23,7 @@ from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
 from runtime.jsonlog import JsonLog
 from runtime.manifest import FunctionSpec
-from runtime.payload import to_json
+from runtime.payload import json_depth, to_json
 from runtime.replay_guard import GuardFull, SeenSignatures
 from runtime.settings import Settings
 from runtime.sigv4 import SignatureError, SignedRequest, raw_path_of, verify
@@ -31,6 +31,8 @@ from runtime.trusted_proxies import client_address
 
 API = "/2015-03-31/functions"
 ACCOUNT = "000000000000"
+# Events of our functions nest a handful of levels (a Kafka batch: records, topic, list, record, value).
+MAX_PAYLOAD_DEPTH = 64
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -198,12 +200,10 @@ class InvokeApi:
         name, missing = self._lookup(deployment, raw_name)
         if missing:
             return missing
-        raw = request.get_data(cache=True)
-        try:
-            event = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return _error(400, "InvalidRequestContentException",
-                          "Could not parse request body into json: the payload is not valid JSON")
+        event, unreadable = _payload(request.get_data(cache=True))
+        if unreadable:
+            self.log.warning("invoke_api.bad_payload", function=name, reason=unreadable, peer=client_address(request))
+            return _error(400, "InvalidRequestContentException", f"Could not parse request body into json: {unreadable}")
         kind = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
         if kind not in ("RequestResponse", "Event", "DryRun"):
             return _error(400, "InvalidParameterValueException", f"Unsupported X-Amz-Invocation-Type {kind}")
@@ -240,6 +240,18 @@ class InvokeApi:
             headers["X-Amz-Log-Result"] = base64.b64encode(b"").decode()
         # Bytes in a result (a signed message) go out as base64, as `atmos-relay invoke` prints them.
         return Response(to_json(result), status=200, mimetype="application/json", headers=headers)
+
+
+def _payload(raw: bytes) -> tuple[Any, str]:
+    """The invocation's event, or why it cannot be read. Its size the HTTP guard bounded (413 before reading)."""
+    if not raw.strip():
+        return {}, ""
+    if json_depth(raw) > MAX_PAYLOAD_DEPTH:
+        return None, f"the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+    try:
+        return json.loads(raw), ""
+    except (ValueError, RecursionError):
+        return None, "the payload is not valid JSON"
 
 
 def _function_error(payload: dict, headers: dict) -> Response:

@@ -7,9 +7,11 @@ existing configs keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from runtime.errors import ManifestError
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,22 @@ class InvokeSettings:
         if self.accessKeyId and self.secretAccessKey:
             pairs[self.accessKeyId] = self.secretAccessKey
         return pairs
+
+
+def require_configured_callers(invoke: InvokeSettings, functions: Mapping[str, Any]) -> None:
+    """Refuse a serverless.yml whose `invoke.accessKeys` names a key config.json does not have.
+
+    Such a list would silently lock its function away from everyone (or
+    from the caller the operator meant), so the relay stops at start-up
+    and a deploy fails instead.
+    """
+    configured = set(invoke.credentials())
+    for name, spec in sorted(functions.items()):
+        unknown = [key for key in spec.invokeKeys if key not in configured]
+        if unknown:
+            raise ManifestError(
+                f"function {name}: invoke.accessKeys names {', '.join(unknown)}, not configured in config.json "
+                f"(invoke.accessKeyId or invoke.keys; configured: {', '.join(sorted(configured)) or 'none'})")
 
 
 class InvokeKeySchema(Schema):

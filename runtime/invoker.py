@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from runtime.context import LambdaContext, Services
 from runtime.errors import FunctionNotFound, FunctionTimeout, ManifestError
+from runtime.invoke_settings import require_configured_callers
 from runtime.manifest import FunctionSpec, Manifest, load_manifest
 from runtime.store import commit_guard
 
@@ -118,6 +119,7 @@ class FunctionRuntime:
         """
         with self._lock:
             manifest = load_manifest(self.manifest_path)
+            require_configured_callers(self.services.settings.invoke, manifest.functions)
             root = str(manifest.path.parent)
             if root not in sys.path:
                 sys.path.insert(0, root)

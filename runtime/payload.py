@@ -11,10 +11,27 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from runtime import replies
 from runtime.errors import RelayError
+
+_ESCAPE = re.compile(rb"\\.", re.S)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, counted without parsing it (strings are skipped).
+
+    Python's parser recurses per level, so a caller's nesting must be bounded before it parses.
+    """
+    depth = deepest = 0
+    for outside in _ESCAPE.sub(b"", raw).split(b'"')[::2]:
+        for bracket in _BRACKET.findall(outside):
+            depth += 1 if bracket in (b"[", b"{") else -1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 class PayloadError(RelayError):

@@ -102,6 +102,7 @@ class LimitSettings:
 class AtprotoSettings:
     plcUrl: str = "https://plc.directory"
     timeout: float = 10.0
+    allowPrivateAddresses: bool = False  # members' PDSes on loopback/private networks: tests, private deployments
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Settings:
     labeler: LabelerSettings = field(default_factory=LabelerSettings)
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
+    rejectedActionsRetention: float = 30 * 86400
     source: str = "built-in defaults"
 
     @property
@@ -284,6 +286,7 @@ class AtprotoSchema(_Base):
     target = AtprotoSettings
     plcUrl = fields.Url(require_tld=False, schemes={"http", "https"})
     timeout = Duration()
+    allowPrivateAddresses = fields.Boolean()
 
 
 class PublicSmtpSchema(_Base):
@@ -328,6 +331,7 @@ class SettingsSchema(_Base):
     labeler = _section(LabelerSchema, LabelerSettings)
     rulesFile = fields.String()
     suppressionTtl = Duration()
+    rejectedActionsRetention = Duration()
 
 
 def _flatten_errors(errors: Any, prefix: str = "") -> list[str]:

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from runtime import replies
 from runtime.auth_throttle import AuthThrottle, address_key, username_key
+from runtime.client_connection_table import ClientConnectionTable
 from runtime.connection_limits import Admission, ConnectionLimits
 from runtime.errors import FunctionTimeout, RelayError
 from runtime.invoker import Deployment, FunctionRuntime
@@ -337,8 +338,9 @@ class EdgeHandler:
 
 class SmtpEdge:
     def __init__(self, settings: Settings, runtime: FunctionRuntime, log: JsonLog,
-                 tls_context: ssl.SSLContext) -> None:
+                 tls_context: ssl.SSLContext, client_table: ClientConnectionTable | None = None) -> None:
         self.settings = settings
+        self.client_table = client_table  # an edge process's share of the per-client counts
         self.runtime = runtime
         self.log = log
         self.tls_context = tls_context
@@ -381,7 +383,8 @@ class SmtpEdge:
         check_caps(self.log, current_limit(), len(chosen), smtp.maxConnections)
         for listener in chosen:
             sock = sockets[listener.name] if sockets is not None else bind(listener.host, listener.port)
-            limits = ConnectionLimits(smtp.maxConnectionsPerClient, smtp.maxConnections)
+            limits = ConnectionLimits(smtp.maxConnectionsPerClient, smtp.maxConnections, self.client_table,
+                                      listener.name)
             acceptor = Acceptor(listener.name, sock, self._factory(listener), limits,
                                 self.tls_context if listener.implicit_tls else None, self.log,
                                 self.exhausted, self.refused)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
+import signal
 import smtplib
 import socket
 
@@ -19,6 +21,7 @@ import pytest
 
 from harness.relay import Relay, enroll_published
 from harness.smtp import insecure, message
+from runtime import client_connection_table as table
 from runtime.connection_limits import ConnectionLimits
 from runtime.jsonlog import JsonLog
 from runtime.repeated_events import RepeatedEvent
@@ -50,6 +53,12 @@ class Client:
         while reply[3:4] == b"-":
             reply = self.reader.readline()
         return reply
+
+    def still_served(self) -> bool:
+        try:
+            return self.command(b"NOOP").startswith(b"250")
+        except OSError:
+            return False
 
     def close(self) -> None:
         self.reader.close()
@@ -177,6 +186,66 @@ def test_an_implicit_tls_client_that_never_finishes_its_handshake_holds_its_plac
             sock.close()
 
 
+def _edges_holding(relay: Relay, listener: str, clients: list[Client]) -> dict[int, int]:
+    """Which edge process holds each client's connection (by socket inode, from /proc), as pid -> count."""
+    ports = {c.sock.getsockname()[1] for c in clients}
+    inodes = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if local_port == relay.ports[listener] and remote_port in ports:
+            inodes.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in {line["pid"] for line in relay.logs("edge.started")}:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except FileNotFoundError:
+            continue  # an edge that has since died
+        held[pid] = sum(link in inodes for link in links)
+    return held
+
+
+def test_one_address_gets_its_cap_once_across_all_edge_processes(mail_relay):
+    relay = mail_relay({"smtp": {"processes": 2, "maxConnectionsPerClient": PER_CLIENT, "maxConnections": TOTAL}})
+    relay.wait_for("edge.started", count=2)
+    spread = False
+    for attempt in range(10):  # until the kernel has handed the address's connections to both edges
+        clients = [Client(relay, "submission", "127.0.0.6") for _ in range(2 * PER_CLIENT)]
+        admitted = [c for c in clients if c.greeting.startswith(b"220 ")]
+        assert len(admitted) == PER_CLIENT, [c.greeting for c in clients]
+        assert all(c.greeting == PER_CLIENT_REPLY for c in clients if c not in admitted)
+        held = _edges_holding(relay, "submission", admitted)
+        assert sum(held.values()) == PER_CLIENT
+        spread = all(held.values()) and len(held) == 2
+        for c in clients:
+            c.close()
+        relay.wait_for("smtp.disconnected", peer="127.0.0.6", count=PER_CLIENT * (attempt + 1))
+        if spread:
+            break
+    assert spread, "the kernel gave every connection to one edge ten times over"
+    refusing = {line["pid"] for line in relay.logs("smtp.connection_refused", peer="127.0.0.6")}
+    assert refusing and all(line["held"] == PER_CLIENT for line in relay.logs("smtp.connection_refused",
+                                                                             peer="127.0.0.6"))
+
+
+def test_connections_of_an_edge_killed_outright_no_longer_count_once_its_successor_starts(mail_relay):
+    relay = mail_relay({"smtp": {"processes": 2, "maxConnectionsPerClient": PER_CLIENT, "maxConnections": TOTAL}})
+    relay.wait_for("edge.started", count=2)
+    held = [Client(relay, "submission", "127.0.0.8") for _ in range(PER_CLIENT)]
+    assert all(c.greeting.startswith(b"220 ") for c in held)
+    victim = max(_edges_holding(relay, "submission", held).items(), key=lambda item: item[1])[0]
+    os.kill(victim, signal.SIGKILL)
+    relay.wait_for("edge.restarted", timeout=30)
+    relay.wait_for("edge.started", count=3, timeout=30)
+    alive = [c for c in held if c.still_served()]
+    assert len(alive) < PER_CLIENT, "the killed edge held some of them"
+    fresh = [Client(relay, "submission", "127.0.0.8") for _ in range(PER_CLIENT - len(alive) + 1)]
+    assert [c.greeting.startswith(b"220 ") for c in fresh] == [True] * (PER_CLIENT - len(alive)) + [False]
+    assert fresh[-1].greeting == PER_CLIENT_REPLY
+    for c in held + fresh:
+        c.close()
+
+
 # The pure counting, fast.
 
 def test_an_address_is_capped_ipv6_per_64_and_a_release_counts_once():
@@ -216,3 +285,43 @@ def test_a_repeated_event_is_logged_once_per_interval_with_the_count_it_stands_f
     assert sum(logged) == len(records) == 4
     assert [(r["listener"], r["suppressed"]) for r in records] == [
         ("mx", 0), ("mx", 399), ("mx", 399), ("submission", 0)]
+
+
+def test_the_edges_share_one_count_per_client_and_a_new_edge_forgets_its_dead_predecessors(tmp_path):
+    path = tmp_path / table.FILE_NAME
+    table.create(path, processes=2, rows=64)
+    first, second = table.ClientConnectionTable(path, 0), table.ClientConnectionTable(path, 1)
+    assert first.take("submission", "addr:192.0.2.1", 3) and first.take("submission", "addr:192.0.2.1", 3)
+    assert second.take("submission", "addr:192.0.2.1", 3)
+    assert not second.take("submission", "addr:192.0.2.1", 3) and not first.take("submission", "addr:192.0.2.1", 3)
+    assert second.take("smtps", "addr:192.0.2.1", 3), "each listener counts on its own"
+    first.give_back("submission", "addr:192.0.2.1")
+    assert second.take("submission", "addr:192.0.2.1", 3)
+    assert second.held("submission", "addr:192.0.2.1") == 3
+    first.close()
+    successor = table.ClientConnectionTable(path, 0)  # the first edge died holding one; its successor starts
+    assert successor.held("submission", "addr:192.0.2.1") == 2 and successor.held("smtps", "addr:192.0.2.1") == 1
+
+
+def test_the_shared_table_keeps_every_count_through_inserts_and_deletes():
+    """Many addresses hashed into few rows (probe chains and shifted deletes), checked against a plain Counter."""
+    import random
+    import tempfile
+    from collections import Counter
+    from pathlib import Path
+
+    rng = random.Random(13)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / table.FILE_NAME
+        table.create(path, processes=1, rows=64)
+        counts, expected = table.ClientConnectionTable(path, 0), Counter()
+        for _ in range(20_000):
+            key = f"addr:10.0.0.{rng.randrange(40)}"
+            if rng.random() < 0.5 and expected[key]:
+                counts.give_back("mx", key)
+                expected[key] -= 1
+            elif counts.take("mx", key, 5):
+                expected[key] += 1
+            else:
+                assert expected[key] == 5
+        assert all(counts.held("mx", f"addr:10.0.0.{n}") == expected[f"addr:10.0.0.{n}"] for n in range(40))

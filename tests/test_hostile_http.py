@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import resource
 import select
+import socket
 
 import pytest
 
 from functions.web.http_api import form, json_depth
+from harness.relay import Relay
 from harness.slow_clients import Slowloris, connect, read_reply, request
 from runtime.errors import BadRequest
 from runtime.http_guard import ConnectionGuard
@@ -179,3 +183,41 @@ def test_the_guard_counts_connections_per_client_and_lets_a_trusted_proxy_hold_m
     assert guard.admit("192.0.2.1") is not None
     refused = [json.loads(line) for line in lines.getvalue().splitlines()]
     assert [r["event"] for r in refused] == ["http.connection_refused"]  # the second refusal waits for the summary
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU the process (all its threads) has used, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_http_listener_waits_instead_of_spinning_and_serves_once_they_are_freed(
+        tmp_path, proofs):
+    relay = Relay(tmp_path / "relay", proofs=proofs, config={
+        "smtp": {"processes": 0}, "http": {"headerTimeout": "300s", "maxConnections": 1024}})
+    relay.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+    flood: list[socket.socket] = []
+    try:
+        relay.start()
+        port = relay.ports["http"]
+        # Idle connections from 20 addresses (under the per-client cap) until the relay has no descriptor left;
+        # the rest wait in the listen backlog while accept() fails.
+        for n in range(220):
+            flood.append(connect(port, f"127.0.4.{1 + n % 20}"))
+        first, second = relay.wait_for("http.resource_exhausted", count=2, timeout=60)[:2]
+        assert first["error"] == "Too many open files" and first["open_files_limit"] == 160
+        busy_from = _cpu_seconds(relay.proc.pid)
+        third = relay.wait_for("http.resource_exhausted", count=3, timeout=60)[2]
+        used = _cpu_seconds(relay.proc.pid) - busy_from
+        print(f"CPU over one 10 s interval out of descriptors: {used:.2f} s ({third['suppressed']} failed accepts)")
+        assert third["suppressed"] >= 1, "the listener kept trying"
+        assert used < 1.0, f"the relay used {used:.2f} CPU seconds while it could not accept"
+        for sock in flood:
+            sock.close()
+        flood.clear()
+        status, body, _ = request(port, "GET", "/enroll")
+        assert status == 200 and "enroll" in json.loads(body)
+    finally:
+        for sock in flood:
+            sock.close()
+        relay.stop()

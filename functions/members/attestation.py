@@ -8,34 +8,28 @@ selectors we sign with; stale means it names older selectors.
 """
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from functions.members import pds_fetch
 from functions.members.onboarding import ATTESTATION_COLLECTION
-
-MAX_BODY = 1 << 20
 
 
 class ResolutionError(Exception):
     pass
 
 
-def _get_json(url: str, timeout: float) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json",
-                                                   "User-Agent": "atmos-relay attestation check"})
+class FetchRefused(ResolutionError):
+    """The DID document sent the relay somewhere it does not fetch from for a member."""
+
+
+def _get_json(url: str, timeout: float, allow_private: bool, member_chosen: bool = True) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read(MAX_BODY) or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read(MAX_BODY) or b"null")
-        except ValueError:
-            return exc.code, None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ResolutionError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return pds_fetch.get_json(url, timeout, allow_private, member_chosen)
+    except pds_fetch.FetchRefused as exc:
+        raise FetchRefused(str(exc)) from exc
+    except pds_fetch.FetchFailed as exc:
+        raise ResolutionError(f"{url}: {exc}") from exc
 
 
 def did_document_url(did: str, plc_url: str) -> str:
@@ -57,15 +51,23 @@ def pds_endpoint(document: Any) -> str:
     raise ResolutionError("the DID document names no atproto PDS")
 
 
-def check(did: str, domain: str, selectors: list[str], plc_url: str, timeout: float) -> dict[str, Any]:
-    """verified | stale | missing | unknown (could not tell), with what was found."""
+def check(did: str, domain: str, selectors: list[str], plc_url: str, timeout: float,
+          allow_private: bool = False) -> dict[str, Any]:
+    """verified | stale | missing | unknown (could not tell), with what was found.
+
+    `refused` is set when the DID document pointed the relay at an address or scheme it does not fetch
+    from for a member (`atproto.allowPrivateAddresses`): the operator's network is not the member's to probe.
+    """
     try:
-        status, document = _get_json(did_document_url(did, plc_url), timeout)
+        status, document = _get_json(did_document_url(did, plc_url), timeout, allow_private,
+                                     member_chosen=not did.startswith("did:plc:"))
         if status != 200:
             raise ResolutionError(f"DID document lookup answered HTTP {status}")
         pds = pds_endpoint(document)
         query = urlencode({"repo": did, "collection": ATTESTATION_COLLECTION, "rkey": domain})
-        status, body = _get_json(f"{pds}/xrpc/com.atproto.repo.getRecord?{query}", timeout)
+        status, body = _get_json(f"{pds}/xrpc/com.atproto.repo.getRecord?{query}", timeout, allow_private)
+    except FetchRefused as exc:
+        return {"status": "unknown", "detail": str(exc), "refused": str(exc)}
     except ResolutionError as exc:
         return {"status": "unknown", "detail": str(exc)}
     if status == 400 and isinstance(body, dict) and body.get("error") == "RecordNotFound" or status == 404:

@@ -67,7 +67,11 @@ def examine(context: LambdaContext, row: Any) -> Finding:
     if undecided:
         return Finding("undecided", undecided)
     atproto = context.settings.atproto
-    held = attestation.check(row["did"], row["domain"], selectors_of(row), atproto.plcUrl, min(atproto.timeout, 5.0))
+    held = attestation.check(row["did"], row["domain"], selectors_of(row), atproto.plcUrl, min(atproto.timeout, 5.0),
+                             atproto.allowPrivateAddresses)
+    if held.get("refused"):
+        context.logger.warning("attestation.fetch_refused", did=row["did"], domain=row["domain"],
+                               reason=held["refused"])
     if held["status"] in ("missing", "stale"):
         return Finding("failed", f"attestation {held['status']}: {held.get('detail', '')}")
     if held["status"] != "verified":

@@ -8,16 +8,14 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from runtime.errors import BadRequest
+from runtime.payload import json_depth
 
 MAX_JSON_DEPTH = 32
 MAX_FORM_FIELDS = 256
-_ESCAPE = re.compile(rb"\\.", re.S)
-_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 def header(event: dict, name: str, default: str = "") -> str:
@@ -70,16 +68,6 @@ def page_limit(event: dict, default: int, maximum: int) -> int:
 def body_bytes(event: dict) -> bytes:
     body = event.get("body") or ""
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
-
-
-def json_depth(raw: bytes) -> int:
-    """How deep arrays and objects nest in a JSON text, counted without parsing it (strings are skipped)."""
-    depth = deepest = 0
-    for outside in _ESCAPE.sub(b"", raw).split(b'"')[::2]:
-        for bracket in _BRACKET.findall(outside):
-            depth += 1 if bracket in (b"[", b"{") else -1
-            deepest = max(deepest, depth)
-    return deepest
 
 
 def form(event: dict) -> dict[str, str]:

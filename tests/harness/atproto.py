@@ -46,4 +46,5 @@ class FakeAtproto:
 
     @property
     def config(self) -> dict:
-        return {"atproto": {"plcUrl": self.url, "timeout": 3}}
+        # The fake PDS is on loopback, where a production relay never fetches from for a member.
+        return {"atproto": {"plcUrl": self.url, "timeout": 3, "allowPrivateAddresses": True}}

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # What the tests need beyond the venv: Debian packages for the real peers
-# (swaks, BIND, Perl Mail::DKIM, Postfix, OpenDKIM, Chromium), Node's
+# (swaks, BIND, Perl Mail::DKIM, Postfix, OpenDKIM, Chromium, nginx), Node's
 # mailauth for Ed25519 verification, and Bluesky's PDS (tests/pds/install.sh;
 # build-essential compiles its SQLite binding). Installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 packages=(swaks bind9 bind9-utils bind9-dnsutils libmail-dkim-perl libnet-dns-perl sqlite3
-          postfix opendkim opendkim-tools chromium chromium-driver nodejs npm
+          postfix opendkim opendkim-tools chromium chromium-driver nodejs npm nginx
           build-essential python3)
 missing=()
 for p in "${packages[@]}"; do
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
 fi
 
 # Debian starts daemons on install; the tests run their own instances on loopback ports.
-for svc in named bind9 postfix opendkim; do
+for svc in named bind9 postfix opendkim nginx; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
 
