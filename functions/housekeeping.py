@@ -2,12 +2,14 @@
 
 Outbox records every reader has consumed, settled spool rows, spent send
 counters and expired suppressions are removed; `relay_events`,
-`sent_messages` and `inbound_messages` are history and stay.
+`sent_messages` and `inbound_messages` are history and stay. Held mail is
+planned again under its member's present caps (they may have risen), and
+frozen mail past `delivery.maxAge` expires.
 """
 from __future__ import annotations
 
-from functions.members import suppression
-from functions.reputation import limits
+from functions.members import member_queue, suppression
+from functions.reputation import holding, limits
 from functions.web import enroll_throttle
 from runtime.context import LambdaContext
 
@@ -25,6 +27,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
         removed["send_counters"] = limits.prune(conn, now)
         removed["expired_suppressions"] = suppression.purge_expired(conn, now)
         removed["enroll_attempts"] = enroll_throttle.prune(conn, now)
+        removed["held_replanned"] = sum(holding.replan_held(conn, context, did)
+                                        for did in holding.members_holding(conn, now))
+    removed["frozen_expired"] = member_queue.expire_frozen(context)
     if any(removed.values()):
         context.logger.info("housekeeping.done", **removed)
     return removed

@@ -1,4 +1,8 @@
-"""Warm-up tiers and limits at submission (runbook section 5), with a clock the test moves forward."""
+"""Warm-up tiers and limits at submission (runbook section 5), with a clock the test moves forward.
+
+These run with `limits.maxHold: 0`, the relay refusing at a cap as it did before held mail (issue 14);
+tests/test_held_mail.py covers holding.
+"""
 from __future__ import annotations
 
 import itertools
@@ -23,10 +27,11 @@ def clock(tmp_path) -> ClockFile:
 
 @pytest.fixture
 def warm_relay(start_relay, clock, tmp_path):
-    """Default warm-up tiers, and no reputation rules: these tests are about the caps alone."""
+    """Default warm-up tiers, no reputation rules and no holding: these tests are about the caps alone."""
     policy = tmp_path / "policy.yml"
     policy.write_text("rules: []\n")
-    relay = start_relay({"limits": {"hourly": 30, "daily": 200}, "rulesFile": str(policy)}, env=clock.env)
+    relay = start_relay({"limits": {"hourly": 30, "daily": 200, "maxHold": 0}, "rulesFile": str(policy)},
+                        env=clock.env)
     relay.member = relay.enroll(DID, DOMAIN)
     return relay
 
