@@ -82,7 +82,8 @@ FROM_MISSING = Reply(550, "5.6.0", "Message has no usable From: header")
 MESSAGE_MALFORMED = Reply(550, "5.6.0", "Message is malformed: {detail}")
 RATE_LIMITED = Reply(451, "4.7.1", "{detail}")
 # Over a cap further than limits.maxHold from release (issue 14): when the caps let mail go again
-RATE_LIMITED_UNTIL = Reply(451, "4.7.1", "{detail}; sending resumes at {resume}")
+RATE_LIMITED_UNTIL = Reply(451, "4.7.1", "{window} sending limit of {cap} reached (tier {tier});"
+                                         " sending resumes at {resume}")
 # One message with more recipients than a cap allows in its window: it could never be released
 CAP_BELOW_MESSAGE = Reply(452, "4.5.3", "{window} sending limit is {cap} recipients (tier {tier});"
                                         " send to the others in another message")

@@ -163,6 +163,18 @@ def resume_text(when: float, now: float) -> str:
     return moment.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
 
 
+def _binding(usage: Usage, caps: Caps, adding: int, now: float, when: float | None) -> Verdict:
+    """The cap that keeps the message from leaving now: the hourly one when it alone gives the same wait."""
+    hour, day = sum(usage.minutes.values()), sum(usage.hours.values())
+    if when is None:
+        hourly = adding > caps.hourly
+    else:
+        hourly = release_at(usage, caps.hourly, adding + day, adding, now) == when
+    if hourly:
+        return Verdict("hourly", caps.hourly, hour, caps.tier)
+    return Verdict("daily", caps.daily, day, caps.tier)
+
+
 def decide(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: int) -> Decision:
     """Release now, hold, or refuse (only when holding is impossible or longer than the tier's maxHold)."""
     now = context.clock.now()
@@ -170,21 +182,20 @@ def decide(conn: sqlite3.Connection, context: LambdaContext, did: str, adding: i
     if caps is None:
         return Decision(now, now, None)
     usage = usage_of(conn, did, now)
-    hour, day = sum(usage.minutes.values()), sum(usage.hours.values())
-    verdict = None
-    if hour + adding > caps.hourly:
-        verdict = Verdict("hourly", caps.hourly, hour, caps.tier)
-    elif day + adding > caps.daily:
-        verdict = Verdict("daily", caps.daily, day, caps.tier)
     when = release_at(usage, caps.hourly, caps.daily, adding, now)
+    if when == now:
+        return Decision(now, now, None)
+    verdict = _binding(usage, caps, adding, now, when)
     if when is not None and when - now <= caps.max_hold:
         return Decision(now, when, verdict)
-    verdict = verdict or Verdict("hourly", caps.hourly, hour, caps.tier)
     if caps.max_hold <= 0:
-        reply = replies.RATE_LIMITED.format(detail=verdict.text)
+        hour, day = sum(usage.minutes.values()), sum(usage.hours.values())
+        old = (Verdict("hourly", caps.hourly, hour, caps.tier) if hour + adding > caps.hourly
+               else Verdict("daily", caps.daily, day, caps.tier))
+        reply = replies.RATE_LIMITED.format(detail=old.text)
     elif when is None:
-        window, cap = ("hourly", caps.hourly) if adding > caps.hourly else ("daily", caps.daily)
-        reply = replies.CAP_BELOW_MESSAGE.format(window=window, cap=cap, tier=caps.tier)
+        reply = replies.CAP_BELOW_MESSAGE.format(window=verdict.window, cap=verdict.cap, tier=caps.tier)
     else:
-        reply = replies.RATE_LIMITED_UNTIL.format(detail=verdict.reached, resume=resume_text(when, now))
+        reply = replies.RATE_LIMITED_UNTIL.format(window=verdict.window, cap=verdict.cap, tier=caps.tier,
+                                                  resume=resume_text(when, now))
     return Decision(now, when, verdict, reply)
