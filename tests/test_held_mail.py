@@ -130,3 +130,18 @@ def test_a_tier_holds_as_long_as_the_policy_file_says_and_the_daily_cap_names_to
     assert match.group(1) == datetime.fromtimestamp(tomorrow, timezone.utc).strftime("%Y-%m-%d %H:%M")
     notice = events_of(relay, "member_at_cap")
     assert [n["outcome"] for n in notice] == ["held"]
+
+
+def test_held_mail_leaves_as_soon_as_an_operator_raises_the_limit(mail_relay, sink_mx, tmp_path):
+    relay = mail_relay({"rulesFile": write_policy(tmp_path)})
+    relay.member = relay.enroll(DID, DOMAIN)
+    relay.cli_json("member", "limits", DID, "--hourly", "2")
+    sent = send(relay, 4)
+    assert [("held by" in reply) for _, reply in sent] == [False, False, True, True]
+    relay.wait_for("delivery.result", status="delivered", count=2, timeout=60)
+    assert len(relay.cli_json("queue", "--state", "held")["recipients"]) == 2
+
+    relay.cli_json("member", "limits", DID, "--hourly", "10")  # the tier's 5 an hour now binds: room for both
+    relay.wait_for("delivery.result", status="delivered", count=4, timeout=60)
+    assert delivered_to(relay)[2:] == [r for r, _ in sent[2:]]
+    assert len(sink_mx.messages()) == 4

@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 
 from harness.clock import ClockFile
+from harness.relay import events_of
 from harness.smtp import message, session
 
 DID = "did:plc:warmupwarmupwarmupwarmup"
@@ -65,6 +66,9 @@ def test_a_new_member_gets_five_an_hour(warm_relay):
         " AND value LIKE '%relay_rejected%' ORDER BY id")]
     assert rejected[-1]["data"]["reject_reason"] == "rate_limited"
     assert rejected[-1]["data"]["recipient"].startswith("user")
+    assert send(warm_relay, 1)[0].startswith("451 4.7.1 hourly")
+    at_cap = events_of(warm_relay, "member_at_cap")
+    assert [(e["outcome"], e["window"], e["cap"]) for e in at_cap] == [("refused", "hourly", 5)], "once, not per refusal"
 
 
 def test_counters_are_shared_by_listeners_and_survive_a_restart(warm_relay):
