@@ -194,7 +194,7 @@ def _labeler_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    """The delivery queue by shown state: queued, held (not before `not_before`), frozen, and the settled ones."""
+    """The delivery queue by shown state: queued, held (`notBefore`), frozen, and the settled ones."""
     platform = _platform(args)
     spool = platform.services.spool
     now = platform.services.clock.now()
@@ -202,7 +202,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         f"SELECT queue_id, recipient, shown AS state, attempts, next_attempt_at, last_code, last_text, owner FROM"
         f" (SELECT *, {SHOWN_STATE} AS shown FROM spool_recipients) WHERE (? = '' OR shown = ?)"
         " ORDER BY created_at DESC LIMIT ?", (now, args.state, args.state, args.limit))
-    listed = [{**dict(r), "not_before": r["next_attempt_at"] if r["state"] == "held" else None} for r in rows]
+    listed = [{**dict(r), "notBefore": r["next_attempt_at"] if r["state"] == "held" else None} for r in rows]
     _print({"summary": spool.summary(now), "spool": spool.stats(), "recipients": listed})
     return 0
 

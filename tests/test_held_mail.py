@@ -85,7 +85,7 @@ def test_over_the_hourly_cap_mail_is_held_and_delivered_in_order_when_the_hour_a
     assert utc(release) in first[5][1]
     held = relay.cli_json("queue", "--state", "held")["recipients"]
     assert sorted(r["recipient"] for r in held) == sorted(r for r, _ in first[5:])
-    assert {r["not_before"] for r in held} == {release}
+    assert {r["notBefore"] for r in held} == {release}
     shown = relay.http_json("/admin/queue?state=held")
     assert shown["summary"]["held"] == 3
     assert {(r["recipient"], r["notBefore"], r["did"]) for r in shown["recipients"]} == {

@@ -137,7 +137,7 @@ def test_a_member_who_bursts_is_put_on_burst_warming(reputation, tmp_path, ids):
     assert figures["burst_ratio"] > 5 and figures["sends_1h"] >= 10
     assert send(relay, member, 1) == [250]  # 10 or more sent this hour, cap 20 halved to 10: held, not refused
     held = [r for r in relay.cli_json("queue", "--state", "held")["recipients"] if r["owner"] == DID]
-    assert len(held) == 1 and held[0]["not_before"] > reputation.clock.now()
+    assert len(held) == 1 and held[0]["notBefore"] > reputation.clock.now()
 
 
 def test_a_member_earns_highly_trusted(reputation, tmp_path, ids):
