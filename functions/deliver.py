@@ -19,6 +19,7 @@ from functions.outbound.mx_resolver import DnsFailure, answers, resolve
 from functions.outbound.smtp_session import ConnectionCache, DeliverySession, Outcome, connections
 from functions.reputation import events, feedback
 from runtime.context import LambdaContext
+from runtime.spool import SpoolError
 
 # Stop starting new transactions when less than this is left of the invocation.
 MARGIN_MS = 15_000
@@ -127,7 +128,13 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                                        message_id=message_id, source="smtp", queue_id=queue_id)
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.
-    context.store.group(record)
+    try:
+        context.store.group(record)
+    except SpoolError:
+        # Purged by an operator while this attempt was under way: nothing left to settle.
+        context.logger.warning("delivery.unsettled", queue_id=queue_id, recipient=recipient, did=did,
+                               status=status, reason="no longer spooled (purged)")
+        return
     counts[status] += 1
     context.logger.info("delivery.result", message_id=message_id, queue_id=queue_id, recipient=recipient,
                         mx=outcome.mx, status=status, code=outcome.code, enhanced=outcome.status,
