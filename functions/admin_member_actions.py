@@ -1,19 +1,21 @@
-"""`admin-member-actions`: approve, suspend, reactivate and verify, for the runbook's curl lines and the dashboard's buttons.
+"""`admin-member-actions`: approve, suspend, reactivate, verify and purge-queue, for the runbook's curl lines and the
+dashboard's buttons.
 
 Both callers hit the same routes: a script with `Authorization: Bearer`
 gets the member as JSON; a browser posts a form with its CSRF token and
 is sent back to the page it came from. Suspension is read by `auth` on
-the member's next AUTH, so it takes effect at once.
+the member's next AUTH, so it takes effect at once, and it freezes the
+member's queued mail; purge-queue deletes that mail undelivered.
 """
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from functions.members import domain_proof, registry
+from functions.members import domain_proof, member_queue, registry
 from functions.web import admin_auth, http_api
 from runtime.context import LambdaContext
 
-ACTIONS = ("approve", "suspend", "reactivate", "verify")
+ACTIONS = ("approve", "suspend", "reactivate", "verify", "purge-queue")
 
 
 def _back(form: dict[str, str], did: str) -> str:
@@ -41,6 +43,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
                 view = registry.reactivate(tx, context, did, actor=actor, reason=reason)
             else:
                 view = registry.member_view(tx, did, context.settings)
+                if action == "purge-queue":
+                    view = {**view, "purged": member_queue.purge(tx, context, did, actor=actor)}
         if action in ("approve", "verify"):
             domain_proof.verify_member(context, did)
             view = registry.member_view(context.store.connection(), did, context.settings)

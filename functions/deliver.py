@@ -5,7 +5,9 @@ open one connection and send each recipient its own transaction (its own
 VERP envelope sender). Each outcome is settled in one transaction with its
 `delivery_result` event: 2xx delivered, 4xx or a broken connection
 deferred on the backoff schedule (expired past `delivery.maxAge`), 5xx
-failed at once and recorded as a bounce.
+failed at once and recorded as a bounce. A suspended member's mail is
+never sent: suspension freezes its rows, and a row leased before that is
+left here untouched (still frozen, it waits for reactivation or expiry).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from functions.outbound.mx_resolver import DnsFailure, answers, resolve
 from functions.outbound.smtp_session import ConnectionCache, DeliverySession, Outcome, connections
 from functions.reputation import events, feedback
 from runtime.context import LambdaContext
+from runtime.spool import SpoolError
 
 # Stop starting new transactions when less than this is left of the invocation.
 MARGIN_MS = 15_000
@@ -45,6 +48,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     except DnsFailure as exc:
         session, dns_failure = None, Outcome(exc.reply.code, exc.reply.status, exc.reply.text, "", False)
     finished = False
+    suspended: dict[str, bool] = {}
     try:
         for queue_id, items in batch.items():
             try:
@@ -53,6 +57,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
                 for item in items:
                     _settle(context, queue_id, {"rcpt_tos": []}, item, Outcome(
                         451, "4.3.0", "spool file missing", "", False), counts, final="failed")
+                continue
+            if _suspended(context, envelope.get("did", ""), suspended):
+                context.logger.info("delivery.frozen", queue_id=queue_id, did=envelope.get("did", ""),
+                                    recipients=len(items))
                 continue
             eight_bit = not message.isascii()
             for item in items:
@@ -75,6 +83,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
             else:
                 session.close()
     return {"route": route, **counts}
+
+
+def _suspended(context: LambdaContext, did: str, known: dict[str, bool]) -> bool:
+    """Whether the member is suspended now (asked once per batch and member)."""
+    if did and did not in known:
+        row = context.store.connection().execute("SELECT status FROM members WHERE did = ?", (did,)).fetchone()
+        known[did] = row is not None and row["status"] == "suspended"
+    return known.get(did, False)
 
 
 def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, outcome: Outcome,
@@ -112,7 +128,13 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                                        message_id=message_id, source="smtp", queue_id=queue_id)
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.
-    context.store.group(record)
+    try:
+        context.store.group(record)
+    except SpoolError:
+        # Purged by an operator while this attempt was under way: nothing left to settle.
+        context.logger.warning("delivery.unsettled", queue_id=queue_id, recipient=recipient, did=did,
+                               status=status, reason="no longer spooled (purged)")
+        return
     counts[status] += 1
     context.logger.info("delivery.result", message_id=message_id, queue_id=queue_id, recipient=recipient,
                         mx=outcome.mx, status=status, code=outcome.code, enhanced=outcome.status,

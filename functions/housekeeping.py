@@ -3,12 +3,14 @@
 Outbox records every reader has consumed, settled spool rows, spent send
 counters, expired suppressions and dead letters older than
 `rejectedActionsRetention` are removed; `relay_events`,
-`sent_messages` and `inbound_messages` are history and stay.
+`sent_messages` and `inbound_messages` are history and stay. Held mail is
+planned again under its member's present caps (they may have risen), and
+frozen mail past `delivery.maxAge` expires.
 """
 from __future__ import annotations
 
-from functions.members import suppression
-from functions.reputation import dead_letters, limits
+from functions.members import member_queue, suppression
+from functions.reputation import dead_letters, holding, limits
 from functions.web import enroll_throttle
 from runtime.context import LambdaContext
 
@@ -27,6 +29,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
         removed["expired_suppressions"] = suppression.purge_expired(conn, now)
         removed["enroll_attempts"] = enroll_throttle.prune(conn, now)
         removed["rejected_actions"] = dead_letters.prune(conn, now, context.settings.rejectedActionsRetention)
+        removed["held_replanned"] = sum(holding.replan_held(conn, context, did)
+                                        for did in holding.members_holding(conn, now))
+    removed["frozen_expired"] = member_queue.expire_frozen(context)
     if any(removed.values()):
         context.logger.info("housekeeping.done", **removed)
     return removed

@@ -1,7 +1,7 @@
 """`member`: the operator's member commands (`atmos-relay member ...`), one action per event."""
 from __future__ import annotations
 
-from functions.members import domain_proof, registry
+from functions.members import domain_proof, member_queue, registry
 from functions.members.identifiers import normalize_did, normalize_domain
 from runtime.context import LambdaContext
 
@@ -30,6 +30,11 @@ def handler(event: dict, context: LambdaContext) -> dict | list:
         with store.transaction() as conn:
             return registry.reactivate(conn, context, event.get("did", ""), actor=actor,
                                       reason=str(event.get("reason") or ""))
+    if action == "purge-queue":
+        with store.transaction() as conn:
+            did = normalize_did(event.get("did", ""))
+            registry.member_view(conn, did, context.settings)
+            return {"did": did, "purged": member_queue.purge(conn, context, did, actor=actor)}
     if action == "limits":
         with store.transaction() as conn:
             return registry.set_limits(conn, context, event.get("did", ""), event.get("hourly"), event.get("daily"))

@@ -1,8 +1,10 @@
 """`submit`: the member's RCPT and DATA on submission (587/465).
 
 DATA is where a message becomes the cooperative's responsibility: the
-From: domain must be the member's, the member must be within its limits,
-the `sign` function signs it, and the spool holds it durably before the 250.
+From: domain must be the member's, the `sign` function signs it, and the
+spool holds it durably before the 250. Over a cap the message is held until
+the caps let it leave; only when that is further away than the tier's
+maxHold (or never) is it refused, at RCPT already when the recipients say so.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from functions.members import suppression
 from functions.members.identifiers import address_domain
 from functions.members.registry import domains_of, verified_domains_of
 from functions.outbound import from_field, header_section
-from functions.reputation import events, limits
+from functions.reputation import events, holding, limits
 from runtime import payload, replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -58,11 +60,20 @@ def on_rcpt(event: dict, context: LambdaContext) -> dict:
         raise _reject(context, did, "suppressed", replies.RECIPIENT_SUPPRESSED.format(
             recipient=recipient, reason=entry["reason"]), recipient=recipient)
     counted = distinct_recipients([*(str(a) for a in event.get("accepted") or []), recipient])
-    verdict = limits.check(context.store.connection(), context, did, len(counted))
-    if verdict is not None:
-        raise _reject(context, did, "rate_limited", replies.RATE_LIMITED.format(detail=verdict.text),
-                      detail=verdict.text, recipient=recipient)
+    decision = limits.decide(context.store.connection(), context, did, len(counted))
+    if decision.reply is not None:
+        raise _over_cap(context, did, decision, recipient=recipient)
     return {"reply": replies.RECIPIENT_OK.as_dict()}
+
+
+def _over_cap(context: LambdaContext, did: str, decision: limits.Decision, **extra) -> SubmissionRefused:
+    """A refusal at a cap: recorded as `relay_rejected`, and the member told it is at a cap (once a while)."""
+    reply = decision.reply
+    with context.store.transaction() as conn:
+        events.emit(conn, context, "relay_rejected",
+                    {"sender_did": did, "reject_reason": "rate_limited", "detail": reply.text, **extra})
+        holding.notice_at_cap(conn, context, did, decision, "refused")
+    return SubmissionRefused(reply, detail=reply.text)
 
 
 def from_domains(content: bytes) -> list[str]:
@@ -151,32 +162,43 @@ def on_data(event: dict, context: LambdaContext) -> dict:
         "session": session.get("id", ""),
     }
     with context.spool.placing(spool_envelope, message, queue_id) as placing:
-        _accept(context, placing, spool_envelope, len(message))
-    return {"reply": replies.QUEUED.format(queue_id=queue_id).as_dict(), "queue_id": queue_id,
-            "message_id": signed["message_id"]}
+        decision = _accept(context, placing, spool_envelope, len(message))
+    reply = replies.QUEUED.format(queue_id=queue_id)
+    if decision.held:
+        reply = replies.QUEUED_HELD.format(queue_id=queue_id, resume=limits.resume_text(decision.release_at, now))
+    return {"reply": reply.as_dict(), "queue_id": queue_id, "message_id": signed["message_id"]}
 
 
-def _accept(context: LambdaContext, placing: Placing, envelope: dict, size: int) -> None:
-    """Within the limits, make the message deliverable and record it, its count and its event: all or nothing."""
+def _accept(context: LambdaContext, placing: Placing, envelope: dict, size: int) -> limits.Decision:
+    """Make the message deliverable (now, or held until the caps let it go) and record it, its count and
+    its event: all or nothing. Refused when the caps would hold it longer than maxHold."""
     did, member_domain, recipients = envelope["did"], envelope["member_domain"], envelope["rcpt_tos"]
     queue_id, message_id, now = placing.queue_id, envelope["message_id"], envelope["received_at"]
 
-    def accept(tx) -> None:
-        verdict = limits.check(tx, context, did, len(recipients))
-        if verdict is not None:
-            raise SubmissionRefused(replies.RATE_LIMITED.format(detail=verdict.text), detail=verdict.text)
-        placing.register(tx, [(r, address_domain(r)) for r in recipients], now)
+    def accept(tx) -> limits.Decision:
+        decision = limits.decide(tx, context, did, len(recipients))
+        if decision.reply is not None:
+            return decision
+        release = decision.release_at if decision.held else now
+        placing.register(tx, [(r, address_domain(r)) for r in recipients], now, not_before=release, owner=did)
         tx.execute(
             "INSERT INTO sent_messages (queue_id, message_id, did, member_domain, recipients, recipient_count,"
             " size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (queue_id, message_id, did, member_domain, json.dumps(recipients), len(recipients), size, now))
-        limits.record(tx, did, len(recipients), now)
+        limits.record(tx, did, len(recipients), release)
         events.emit(tx, context, "relay_attempt", {
-            "sender_did": did, "message_id": message_id, "queue_id": queue_id,
-            "recipients": recipients, "member_domain": member_domain, "size": size}, when=now)
+            "sender_did": did, "message_id": message_id, "queue_id": queue_id, "recipients": recipients,
+            "member_domain": member_domain, "size": size, "held_until": release if decision.held else None},
+            when=now)
+        if decision.held:
+            holding.notice_at_cap(tx, context, did, decision, "held")
+        return decision
 
-    try:
-        # Group commit: sessions submitting at the same time share one transaction and one fsync.
-        context.store.group(accept)
-    except SubmissionRefused as exc:
-        raise _reject(context, did, "rate_limited", exc.reply, detail=exc.detail, recipients=recipients) from None
+    # Group commit: sessions submitting at the same time share one transaction and one fsync.
+    decision = context.store.group(accept)
+    if decision.reply is not None:
+        raise _over_cap(context, did, decision, recipients=recipients)
+    if decision.held:
+        context.logger.info("submit.held", did=did, queue_id=queue_id, message_id=message_id,
+                            recipients=len(recipients), held_until=decision.release_at)
+    return decision

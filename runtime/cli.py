@@ -29,6 +29,7 @@ from runtime.manifest import (
 )
 from runtime.payload import to_json
 from runtime.settings import SettingsError, load_settings
+from runtime.spool import SHOWN_STATE, SHOWN_STATES
 
 
 class CliError(Exception):
@@ -195,13 +196,22 @@ def _labeler_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    """The delivery queue by shown state: queued, held (`notBefore`), frozen, and the settled ones."""
     platform = _platform(args)
-    store = platform.services.store
-    rows = store.query(
-        "SELECT queue_id, recipient, state, attempts, next_attempt_at, last_code, last_text FROM spool_recipients"
-        " WHERE (? = '' OR state = ?) ORDER BY created_at DESC LIMIT ?", (args.state, args.state, args.limit))
-    _print({"summary": platform.services.spool.summary(), "spool": platform.services.spool.stats(),
-            "recipients": [dict(r) for r in rows]})
+    spool = platform.services.spool
+    now = platform.services.clock.now()
+    rows = platform.services.store.query(
+        f"SELECT queue_id, recipient, shown AS state, attempts, next_attempt_at, last_code, last_text, owner FROM"
+        f" (SELECT *, {SHOWN_STATE} AS shown FROM spool_recipients) WHERE (? = '' OR shown = ?)"
+        " ORDER BY created_at DESC LIMIT ?", (now, args.state, args.state, args.limit))
+    listed = [{**dict(r), "notBefore": r["next_attempt_at"] if r["state"] == "held" else None} for r in rows]
+    _print({"summary": spool.summary(now), "spool": spool.stats(), "recipients": listed})
+    return 0
+
+
+def cmd_queue_purge(args: argparse.Namespace) -> int:
+    """Delete a member's queued, held and frozen mail undelivered (function `member`, action purge-queue)."""
+    _print(_invoke(_platform(args), "member", {"action": "purge-queue", "did": args.did, "actor": "cli"}))
     return 0
 
 
@@ -341,10 +351,14 @@ def _inspection_commands(sub: argparse._SubParsersAction, common: argparse.Argum
     s.add_argument("files", nargs="+", metavar="FILE")
     s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("queue", parents=[common], help="show the delivery queue")
-    s.add_argument("--state", default="", choices=["", "queued", "delivered", "failed", "expired"])
+    s = sub.add_parser("queue", parents=[common], help="show the delivery queue (or purge a member's)")
+    s.add_argument("--state", default="", choices=["", *SHOWN_STATES])
     s.add_argument("--limit", type=int, default=50)
     s.set_defaults(func=cmd_queue)
+    qsub = s.add_subparsers(dest="queue_command")
+    p = qsub.add_parser("purge", parents=[common], help="delete a member's queued, held and frozen mail undelivered")
+    p.add_argument("--did", required=True)
+    p.set_defaults(func=cmd_queue_purge)
 
 
 def parser() -> argparse.ArgumentParser:

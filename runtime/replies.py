@@ -70,6 +70,8 @@ BAD_ADDRESS = Reply(553, "5.1.3", "Malformed address {address}")
 
 # Message
 QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+# Over a cap but within maxHold (issue 14): accepted, and sent when the caps let it go
+QUEUED_HELD = Reply(250, "2.0.0", "Ok: queued as {queue_id}; held by the sending limit until {resume}")
 ACCEPTED = Reply(250, "2.0.0", "Ok: message accepted")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (see RFC 5321 4.5.3.1.6)")
@@ -79,6 +81,12 @@ FROM_NOT_VERIFIED = Reply(550, "5.7.1", "From: domain {domain} is not verified y
 FROM_MISSING = Reply(550, "5.6.0", "Message has no usable From: header")
 MESSAGE_MALFORMED = Reply(550, "5.6.0", "Message is malformed: {detail}")
 RATE_LIMITED = Reply(451, "4.7.1", "{detail}")
+# Over a cap further than limits.maxHold from release (issue 14): when the caps let mail go again
+RATE_LIMITED_UNTIL = Reply(451, "4.7.1", "{window} sending limit of {cap} reached (tier {tier});"
+                                         " sending resumes at {resume}")
+# One message with more recipients than a cap allows in its window: it could never be released
+CAP_BELOW_MESSAGE = Reply(452, "4.5.3", "{window} sending limit is {cap} recipients (tier {tier});"
+                                        " send to the others in another message")
 # A message whose header section or From: receivers could read in more than one way (functions/outbound/header_section.py)
 HEADER_SECTION_MALFORMED = Reply(550, "5.6.0", "Malformed header section: {detail}")
 FROM_UNREADABLE = Reply(550, "5.6.0", "From: field {detail}")

@@ -96,6 +96,7 @@ class SmtpSettings:
 class LimitSettings:
     hourly: int = 200
     daily: int = 2000
+    maxHold: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ class LimitSchema(_Base):
     target = LimitSettings
     hourly = fields.Integer(validate=validate.Range(0, 10_000_000))
     daily = fields.Integer(validate=validate.Range(0, 100_000_000))
+    maxHold = Duration(validate=validate.Range(0, 30 * 86400))
 
 
 class AtprotoSchema(_Base):

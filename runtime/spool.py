@@ -10,6 +10,11 @@ message with rows is always on disk: its segment is held by the writer
 until the block ends and afterwards kept for as long as a row points into
 it. Leases keep two deliveries of one recipient from
 overlapping; a lease left by a crash simply runs out.
+
+Each row may name an `owner` (whoever the caller says the mail belongs
+to). A caller can `freeze` an owner's queued rows (never due, never leased
+until thawed) or `purge` them; registering with a later `not_before`
+holds a row back. What makes mail held or frozen is the caller's business.
 """
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ from runtime.spool_segments import Placement, SegmentFiles
 from runtime.store import Store
 
 FINAL_STATES = ("delivered", "failed", "expired")
+# How a row is shown: queued ones split into frozen, held (never tried, not yet due) and queued. One `?`: now.
+SHOWN_STATE = ("CASE WHEN state = 'queued' AND frozen = 1 THEN 'frozen'"
+               " WHEN state = 'queued' AND attempts = 0 AND next_attempt_at > ? THEN 'held' ELSE state END")
+SHOWN_STATES = ("queued", "held", "frozen") + FINAL_STATES
 
 
 class Due(NamedTuple):
@@ -50,14 +59,14 @@ class Placing:
         self.registered = False
 
     def register(self, conn: sqlite3.Connection, recipients: Iterable[tuple[str, str]], now: float,
-                 not_before: float | None = None) -> None:
-        """Rows for the message and each (recipient, route), in the caller's transaction."""
+                 not_before: float | None = None, owner: str | None = None) -> None:
+        """Rows for the message and each (recipient, route), in the caller's transaction, due at `not_before`."""
         conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
                      " VALUES (?, ?, ?, ?, ?)", (self.queue_id, *self.place, now))
         conn.executemany(
             "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
-            [(self.queue_id, rcpt, route, not_before or now, now, now) for rcpt, route in recipients])
+            " created_at, updated_at, owner) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
+            [(self.queue_id, rcpt, route, not_before or now, now, now, owner) for rcpt, route in recipients])
         self.registered = True
 
 
@@ -123,7 +132,8 @@ class Spool:
         rows = self.store.query(
             "SELECT queue_id, recipient, route, attempts, created_at FROM spool_recipients"
             " WHERE state = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            f" AND route NOT IN ({','.join('?' * len(skip))}) ORDER BY next_attempt_at LIMIT ?",
+            f" AND frozen = 0 AND route NOT IN ({','.join('?' * len(skip))}) ORDER BY next_attempt_at, queue_id"
+            " LIMIT ?",
             (now, now, *skip, limit))
         return [Due(*row) for row in rows]
 
@@ -141,7 +151,7 @@ class Spool:
         def claim(conn: sqlite3.Connection) -> set[tuple[str, str]]:
             return {(r[0], r[1]) for r in conn.execute(
                 "UPDATE spool_recipients SET lease_until = ?, lease_token = ?"
-                " WHERE +state = 'queued' AND (lease_until IS NULL OR lease_until < ?)"
+                " WHERE +state = 'queued' AND frozen = 0 AND (lease_until IS NULL OR lease_until < ?)"
                 f" AND ({keys}) RETURNING queue_id, recipient", params).fetchall()}
 
         taken = self.store.group(claim)
@@ -180,6 +190,44 @@ class Spool:
                 "SELECT 1 FROM spool_recipients WHERE queue_id = ? AND state = 'queued' LIMIT 1",
                 (queue_id,)).fetchone() is None:
             conn.execute("DELETE FROM spool_messages WHERE queue_id = ?", (queue_id,))
+
+    def freeze(self, conn: sqlite3.Connection, owner: str, frozen: bool = True) -> int:
+        """Stop (or, with frozen=False, resume) attempts at an owner's queued rows, in the caller's transaction."""
+        return conn.execute("UPDATE spool_recipients SET frozen = ? WHERE owner = ? AND state = 'queued'"
+                            " AND frozen = ?", (int(frozen), owner, int(not frozen))).rowcount
+
+    def pending(self, conn: sqlite3.Connection, owner: str, now: float, frozen: bool | None = None,
+                untried: bool = False) -> list[sqlite3.Row]:
+        """An owner's queued rows in arrival order, each with its shown state (queued, held, frozen)."""
+        return conn.execute(
+            f"SELECT queue_id, recipient, attempts, next_attempt_at, created_at, {SHOWN_STATE} AS shown"
+            " FROM spool_recipients WHERE owner = ? AND state = 'queued' AND (? IS NULL OR frozen = ?)"
+            " AND (? = 0 OR attempts = 0) ORDER BY created_at, queue_id",
+            (now, owner, frozen, frozen, int(untried))).fetchall()
+
+    def frozen_before(self, conn: sqlite3.Connection, created_before: float, limit: int = 1000) -> list[sqlite3.Row]:
+        """Frozen rows spooled before a time (to be expired: freezing does not stop the clock)."""
+        return conn.execute("SELECT queue_id, recipient, owner, attempts FROM spool_recipients WHERE state = 'queued'"
+                            " AND frozen = 1 AND created_at <= ? ORDER BY created_at LIMIT ?",
+                            (created_before, limit)).fetchall()
+
+    def postpone(self, conn: sqlite3.Connection, queue_id: str, not_before: float) -> None:
+        """Move a message's untried rows to a new due time (a held message planned again)."""
+        conn.execute("UPDATE spool_recipients SET next_attempt_at = ? WHERE queue_id = ? AND state = 'queued'"
+                     " AND attempts = 0", (not_before, queue_id))
+
+    def purge(self, conn: sqlite3.Connection, owner: str, now: float) -> dict[str, int]:
+        """Delete an owner's queued rows (never to be attempted) and the messages left without rows."""
+        counts = {state: n for state, n in conn.execute(
+            f"SELECT {SHOWN_STATE}, COUNT(*) FROM spool_recipients WHERE owner = ? AND state = 'queued'"
+            " GROUP BY 1", (now, owner))}
+        queue_ids = [r[0] for r in conn.execute(
+            "DELETE FROM spool_recipients WHERE owner = ? AND state = 'queued' RETURNING queue_id", (owner,))]
+        for queue_id in set(queue_ids):
+            if conn.execute("SELECT 1 FROM spool_recipients WHERE queue_id = ? AND state = 'queued' LIMIT 1",
+                            (queue_id,)).fetchone() is None:
+                conn.execute("DELETE FROM spool_messages WHERE queue_id = ?", (queue_id,))
+        return {state: counts.get(state, 0) for state in ("queued", "held", "frozen")}
 
     def reap(self) -> dict[str, int]:
         """Delete segments that no writer holds and no spooled message points into."""
@@ -248,9 +296,11 @@ class Spool:
         count, size = self.segments.usage()
         return {"messages": int(row["n"]) if row else 0, "segments": count, "segment_bytes": size}
 
-    def summary(self) -> dict:
-        rows = self.store.query("SELECT state, COUNT(*) AS n FROM spool_recipients GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
+    def summary(self, now: float | None = None) -> dict:
+        """Rows per shown state (queued, held, frozen, and the final ones)."""
+        rows = self.store.query(f"SELECT {SHOWN_STATE} AS shown, COUNT(*) AS n FROM spool_recipients GROUP BY 1",
+                                (self.clock.now() if now is None else now,))
+        return {r["shown"]: r["n"] for r in rows}
 
     def prune_settled(self, older_than: float) -> int:
         with self.store.transaction() as conn:
@@ -288,5 +338,11 @@ MIGRATIONS = [
         created_at REAL NOT NULL
     );
     CREATE INDEX spool_messages_segment ON spool_messages (segment);
+    """,
+    # 3: whose mail a row is, and whether that owner's mail is frozen (issue 14)
+    """
+    ALTER TABLE spool_recipients ADD COLUMN owner TEXT;
+    ALTER TABLE spool_recipients ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX spool_owner ON spool_recipients (owner, state);
     """,
 ]

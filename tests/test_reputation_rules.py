@@ -135,7 +135,9 @@ def test_a_member_who_bursts_is_put_on_burst_warming(reputation, tmp_path, ids):
     assert json.loads(burst[0]["label_mutations"]) == ["MemberDid/burst_warming/0"]
     figures = json.loads(burst[0]["raw"])["RuleFigures"]["burst_detected"]
     assert figures["burst_ratio"] > 5 and figures["sends_1h"] >= 10
-    assert send(relay, member, 1) == [451]  # 10 or more sent this hour, cap 20 halved to 10
+    assert send(relay, member, 1) == [250]  # 10 or more sent this hour, cap 20 halved to 10: held, not refused
+    held = [r for r in relay.cli_json("queue", "--state", "held")["recipients"] if r["owner"] == DID]
+    assert len(held) == 1 and held[0]["notBefore"] > reputation.clock.now()
 
 
 def test_a_member_earns_highly_trusted(reputation, tmp_path, ids):

@@ -1,4 +1,8 @@
-"""Warm-up tiers and limits at submission (runbook section 5), with a clock the test moves forward."""
+"""Warm-up tiers and limits at submission (runbook section 5), with a clock the test moves forward.
+
+These run with `limits.maxHold: 0`, the relay refusing at a cap as it did before held mail (issue 14);
+tests/test_held_mail.py covers holding.
+"""
 from __future__ import annotations
 
 import itertools
@@ -8,6 +12,7 @@ import sqlite3
 import pytest
 
 from harness.clock import ClockFile
+from harness.relay import events_of
 from harness.smtp import message, session
 
 DID = "did:plc:warmupwarmupwarmupwarmup"
@@ -23,10 +28,11 @@ def clock(tmp_path) -> ClockFile:
 
 @pytest.fixture
 def warm_relay(start_relay, clock, tmp_path):
-    """Default warm-up tiers, and no reputation rules: these tests are about the caps alone."""
+    """Default warm-up tiers, no reputation rules and no holding: these tests are about the caps alone."""
     policy = tmp_path / "policy.yml"
     policy.write_text("rules: []\n")
-    relay = start_relay({"limits": {"hourly": 30, "daily": 200}, "rulesFile": str(policy)}, env=clock.env)
+    relay = start_relay({"limits": {"hourly": 30, "daily": 200, "maxHold": 0}, "rulesFile": str(policy)},
+                        env=clock.env)
     relay.member = relay.enroll(DID, DOMAIN)
     return relay
 
@@ -60,6 +66,9 @@ def test_a_new_member_gets_five_an_hour(warm_relay):
         " AND value LIKE '%relay_rejected%' ORDER BY id")]
     assert rejected[-1]["data"]["reject_reason"] == "rate_limited"
     assert rejected[-1]["data"]["recipient"].startswith("user")
+    assert send(warm_relay, 1)[0].startswith("451 4.7.1 hourly")
+    at_cap = events_of(warm_relay, "member_at_cap")
+    assert [(e["outcome"], e["window"], e["cap"]) for e in at_cap] == [("refused", "hourly", 5)], "once, not per refusal"
 
 
 def test_counters_are_shared_by_listeners_and_survive_a_restart(warm_relay):

@@ -33,17 +33,37 @@ DAY_ONE_ADVICE = [
 ]
 
 
-def warming_advice(tiers: tuple[policy.Tier, ...]) -> str:
-    """The warm-up caps as the operator configured them, in words."""
+def _span(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def holding_advice(holds: set[float]) -> str:
+    """What happens to mail over a cap (issue 14): a PDS sends each mail once and never retries it."""
+    if not any(holds):
+        return ("A message over the cap gets a temporary 451 reply; a PDS does not retry, so that mail is lost: "
+                "keep within the caps.")
+    longest = _span(max(holds))
+    return ("A message over the cap is still accepted: the relay holds it and sends it, in the order your PDS "
+            f"sent it, as soon as the cap allows (held up to {longest}). Only a message that would wait longer "
+            "gets a temporary 451 reply saying when sending resumes; a PDS does not retry, so that mail is lost.")
+
+
+def warming_advice(tiers: tuple[policy.Tier, ...], max_hold: float = 0.0) -> str:
+    """The warm-up caps as the operator configured them, in words, and what happens to mail over them."""
     if not tiers:
-        return "Your sending limits apply from the first day; there is no warm-up period."
+        return "Your sending limits apply from the first day; there is no warm-up period. " + holding_advice(
+            {max_hold})
     steps, start = [], 0.0
     for tier in tiers:
         steps.append(f"{tier.hourly} messages an hour and {tier.daily} a day from day {start:g} to "
                      f"day {tier.maxAgeDays:g} ({tier.name})")
         start = tier.maxAgeDays
-    return ("New members warm up, counted from approval: " + "; ".join(steps) +
-            ". A message over the cap gets a temporary 451 reply, so your PDS retries it later.")
+    holds = {max_hold if tier.maxHold is None else tier.maxHold for tier in tiers}
+    return "New members warm up, counted from approval: " + "; ".join(steps) + ". " + holding_advice(holds)
 
 
 def submission_endpoint(settings: Settings) -> dict[str, Any]:
@@ -108,7 +128,8 @@ def instructions(settings: Settings, enrolled: dict[str, Any]) -> dict[str, Any]
             "PDS_EMAIL_FROM_ADDRESS": sender,
         },
         "attestation": attestation_record(did, domain, list(enrolled["selectors"]), settings.operatorDomain),
-        "advice": [DAY_ONE_ADVICE[0], warming_advice(policy.load(settings.rulesFile).warming.tiers),
+        "advice": [DAY_ONE_ADVICE[0], warming_advice(policy.load(settings.rulesFile).warming.tiers,
+                                                     settings.limits.maxHold),
                    *DAY_ONE_ADVICE[1:]],
         "statusPage": {"path": "/member/status", "json": "/member/status.json", "username": domain,
                        "usernameAlternatives": [did], "password": "the API key above"},

@@ -11,10 +11,10 @@ from typing import Any
 
 from functions.dkim import key_pairs
 from functions.labeling.publication import publish
-from functions.members import labels
+from functions.members import labels, member_queue
 from functions.members.api_keys import hash_api_key, new_api_key, verify_api_key
 from functions.members.identifiers import normalize_did, normalize_domain
-from functions.reputation import events
+from functions.reputation import events, holding
 from runtime import replies
 from runtime.context import LambdaContext
 from runtime.errors import RelayError
@@ -264,6 +264,7 @@ def suspend(conn: sqlite3.Connection, context: LambdaContext, did: str, reason: 
         events.emit(conn, context, "member_suspended", {
             "sender_did": did, "reason": reason, "actor": actor, "rule": rule, "figures": figures or {},
             "previous_status": row["status"]})
+        member_queue.freeze(conn, context, did)
     return member_view(conn, did, context.settings)
 
 
@@ -278,6 +279,7 @@ def reactivate(conn: sqlite3.Connection, context: LambdaContext, did: str, actor
         conn.execute("UPDATE members SET status = 'active', reason = '', suspended_at = NULL, updated_at = ?,"
                      " approved_at = COALESCE(approved_at, ?) WHERE did = ?", (now, now, did))
         events.emit(conn, context, "member_reactivated", {"sender_did": did, "actor": actor, "reason": reason})
+        member_queue.thaw(conn, context, did)
     return member_view(conn, did, context.settings)
 
 
@@ -290,6 +292,7 @@ def set_limits(conn: sqlite3.Connection, context: LambdaContext, did: str, hourl
             raise MemberError("limits cannot be negative")
     conn.execute("UPDATE members SET hourly_limit = ?, daily_limit = ?, updated_at = ? WHERE did = ?",
                  (hourly, daily, context.clock.now(), did))
+    holding.replan_held(conn, context, did)
     return member_view(conn, did, context.settings)
 
 
@@ -307,6 +310,7 @@ def set_label(conn: sqlite3.Connection, context: LambdaContext, did: str, label:
                                                      "status": "added" if add else "removed",
                                                      "source": f"operator:{actor or 'cli'}"})
         publish(conn, context, did, label, add)
+        holding.replan_held(conn, context, did)
     return member_view(conn, did, context.settings)
 
 

@@ -36,6 +36,8 @@ class RelayAttempt(_Event):
     recipients = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     member_domain = fields.String(load_default="")
     size = fields.Integer(load_default=0)
+    # Over a cap the message is held (issue 14): when the caps let it leave; None when it left at once.
+    held_until = fields.Float(load_default=None, allow_none=True)
 
 
 class RelayRejected(_Event):
@@ -89,6 +91,22 @@ class LabelChanged(_Event):
     source = fields.String(load_default="")
 
 
+class MemberAtCap(_Event):
+    window = fields.String(required=True, validate=validate.OneOf(["hourly", "daily"]))
+    cap = fields.Integer(load_default=0)
+    used = fields.Integer(load_default=0)
+    tier = fields.String(load_default="")
+    outcome = fields.String(required=True, validate=validate.OneOf(["held", "refused"]))
+    until = fields.Float(load_default=None, allow_none=True)
+
+
+class QueuePurged(_Event):
+    actor = fields.String(load_default="")
+    queued = fields.Integer(load_default=0)
+    held = fields.Integer(load_default=0)
+    frozen = fields.Integer(load_default=0)
+
+
 class DomainProof(_Event):
     domain = fields.String(required=True)
     reason = fields.String(load_default="")
@@ -113,6 +131,8 @@ SCHEMAS: dict[str, type[Schema]] = {
     "member_reactivated": MemberLifecycle,
     "member_keys_rotated": MemberLifecycle,
     "label_changed": LabelChanged,
+    "member_at_cap": MemberAtCap,
+    "queue_purged": QueuePurged,
     "domain_verified": DomainProof,
     "domain_unverified": DomainProof,
     "suppression_removed_by_member": SuppressionRemoved,

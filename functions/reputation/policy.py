@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from runtime.config_fields import Duration
 from runtime.file_cache import FileCache
 
 OPS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
@@ -42,6 +43,7 @@ class Tier:
     maxAgeDays: float
     hourly: int
     daily: int
+    maxHold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class TierSchema(_Strict):
     maxAgeDays = fields.Float(required=True, validate=validate.Range(0, 3650))
     hourly = fields.Integer(required=True, validate=validate.Range(0))
     daily = fields.Integer(required=True, validate=validate.Range(0))
+    # How long over-cap mail of this tier may be held (else limits.maxHold); 0 refuses it instead.
+    maxHold = Duration(load_default=None, validate=validate.Range(0, 30 * 86400))
 
     @post_load
     def make(self, data: dict, **_: Any) -> Tier:

@@ -239,4 +239,16 @@ MIGRATIONS = [
     CREATE INDEX member_domains_did ON member_domains (did);
     CREATE UNIQUE INDEX member_domains_holder ON member_domains (domain) WHERE status = 'verified';
     """,
+    # 13: held and frozen mail (issue 14): when a member was last told it is at a cap (member_at_cap is sent
+    #     once per crossing, not per message), and whose mail each spool row is, for rows spooled before
+    """
+    CREATE TABLE cap_notices (
+        did TEXT PRIMARY KEY,
+        cap_window TEXT NOT NULL,
+        until REAL NOT NULL,
+        noticed_at REAL NOT NULL
+    );
+    UPDATE spool_recipients SET owner = (SELECT did FROM sent_messages s WHERE s.queue_id = spool_recipients.queue_id)
+        WHERE owner IS NULL;
+    """,
 ]
