@@ -126,7 +126,6 @@ def test_the_pds_verifies_the_relays_certificate(pds_relay, start_pds):
     assert relay.logs("smtp.auth", did=DID) == []
 
 
-@pytest.mark.xfail(reason="needs held mail (issue 14 hold branch)", strict=False)
 def test_a_warming_pds_over_its_hourly_cap_loses_no_mail(pds_relay, sink_mx, start_pds, tmp_path):
     """Issue 14: the PDS sends each mail once. Over the cap the relay holds it (the user's request
     succeeds) and sends it when the hour allows; only past maxHold is it refused, saying when."""

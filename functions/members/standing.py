@@ -64,11 +64,10 @@ def sending(conn: sqlite3.Connection, context: LambdaContext, member: sqlite3.Ro
     }
 
 
-def _shown_state(conn: sqlite3.Connection) -> str:
-    """A waiting row's name, as the spool shows it: frozen (when the spool has the flag), held (never tried,
-    not due yet), deferred (tried, due again later), else its own state. One `?`: now."""
-    frozen = conn.execute("SELECT 1 FROM pragma_table_info('spool_recipients') WHERE name = 'frozen'").fetchone()
-    return ("CASE" + (" WHEN r.frozen = 1 THEN 'frozen'" if frozen else "") +
+def _shown_state() -> str:
+    """A waiting row's name as the spool shows it (runtime.spool.SHOWN_STATE), with deferred (tried, due again
+    later) told apart from queued, which a member asks about. One `?`: now."""
+    return ("CASE WHEN r.frozen = 1 THEN 'frozen'"
             " WHEN r.state = 'queued' AND r.attempts = 0 AND r.next_attempt_at > ? THEN 'held'"
             " WHEN r.state = 'queued' AND r.attempts > 0 THEN 'deferred' ELSE r.state END")
 
@@ -78,7 +77,7 @@ def queue(conn: sqlite3.Connection, did: str, now: float) -> dict[str, dict[str,
     out: dict[str, dict[str, Any]] = {state: {"count": 0, "notBefore": None} for state in WAITING}
     marks = ",".join("?" * len(SETTLED))
     for row in conn.execute(
-            f"SELECT {_shown_state(conn)} AS shown, COUNT(*) AS n, MIN(r.next_attempt_at) AS due"
+            f"SELECT {_shown_state()} AS shown, COUNT(*) AS n, MIN(r.next_attempt_at) AS due"
             " FROM sent_messages s JOIN spool_recipients r ON r.queue_id = s.queue_id"
             f" WHERE s.did = ? AND r.state NOT IN ({marks}) GROUP BY 1", (now, did, *SETTLED)):
         out[row["shown"]] = {"count": row["n"], "notBefore": row["due"]}
