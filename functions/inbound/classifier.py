@@ -56,7 +56,8 @@ def _attribute(conn: sqlite3.Connection, targets: list[InboundAddress], returned
 
 
 def _outcome(rcpt: bounces.Bounced) -> RecipientOutcome:
-    return RecipientOutcome(rcpt.recipient, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500])
+    """The relay's own recipient: the address it sent to, not where the receiving side rewrote it."""
+    return RecipientOutcome(rcpt.sent_to, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500])
 
 
 def _complaint(conn, reading: bounces.Reading, targets, operator_domain) -> Verdict:

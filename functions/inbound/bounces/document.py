@@ -30,7 +30,8 @@ _ORIGINAL = re.compile(
     r"unsent message follows|returned message|message headers follow|included is a copy of the message|"
     r"below is a copy of the original message|the header of the original message|"
     r"content-type: message/rfc822|original message header|"
-    r"headers of your message|your message headers|\*+ original message|\*+ +end of message)", re.I)
+    r"headers of your message|your message headers|\*+ original message|\*+ +end of message|"
+    r"start of returned message|unsent message below)", re.I)
 
 
 class Unreadable(Exception):

@@ -41,6 +41,7 @@ _BOUNCE_WORDING = re.compile(
     r"unable to deliver|was not delivered|delivery failure|not be delivered|returned to (the )?sender", re.I)
 _DELAYED = re.compile(r"not yet been delivered|delivery attempts will continue|will (keep|continue) trying|"
                       r"will be retried|message delayed|delivery (status notification \(delay\)|delayed)", re.I)
+_FOR = re.compile(rf"\bfor\s+<?({prose.ADDR})>?", re.I)
 _TO_LINE = re.compile(r"^To:\s*(.+)$", re.M)
 
 
@@ -143,6 +144,9 @@ def _named_elsewhere(doc: Document, excluded: set[str]) -> list[Bounced]:
     addresses = prose.addresses_in(doc.header("X-Failed-Recipients"))
     if not addresses and doc.returned is not None:
         addresses = prose.addresses_in(header_text(doc.returned, "To"))
+        last_hop = _FOR.search(header_text(doc.returned, "Received"))
+        if last_hop and last_hop.group(1).lower() not in addresses:
+            addresses = set()  # delivered on to someone the To: does not name (a list, a Bcc): not a guess to make
     if not addresses:
         found = _TO_LINE.search(doc.text)
         addresses = prose.addresses_in(found.group(1)) if found else set()
@@ -169,7 +173,7 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
         _DELAYED.search(doc.subject) or _DELAYED.search(context))
     recipients = []
     for rcpt in found:
-        if rcpt.recipient.lower() in excluded and len(found) > 1:
+        if rcpt.recipient.lower() in excluded and len(found) > 1 or not rfc3464.deliverable(rcpt.recipient):
             continue
         if rcpt.action in ("relayed", "expanded", "delivered") and not rcpt.reason:
             continue

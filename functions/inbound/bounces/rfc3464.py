@@ -35,6 +35,12 @@ def address_of(value: str) -> str:
     return found.group(1).strip("<>").rstrip(".") if found else ""
 
 
+def deliverable(address: str) -> bool:
+    """An address some MTA could have delivered to: a quoted local part, or a dot-atom (no empty atom)."""
+    local = address.rpartition("@")[0]
+    return bool(local) and (local.startswith('"') or "" not in local.split("."))
+
+
 def field_value(value: str) -> str:
     kind, sep, rest = (value or "").partition(";")
     return " ".join((rest if sep else kind).split())
@@ -93,8 +99,10 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
         if len(out) >= MAX_RECIPIENTS:
             break
         final = address_of(header_text(block, "Final-Recipient"))
+        original = address_of(header_text(block, "Original-Recipient"))
+        original = original if "." in original.rpartition("@")[2] and deliverable(original) else ""
         if "." not in final.rpartition("@")[2]:  # an internal routing name: the address we sent to is better
-            final = address_of(header_text(block, "Original-Recipient")) or final
+            final = original or final
         if not final:
             continue
         diagnostic = field_value(header_text(block, "Diagnostic-Code"))
@@ -103,7 +111,8 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
         if (status.startswith("2.") and action == "failed") or status.endswith(".0.0"):
             status = reasons.status_in(diagnostic) if reasons.status_in(diagnostic)[:1] == status[:1] else status
         out.append(Bounced(final, "", status, action=action, diagnostic=diagnostic, command=command_of(diagnostic),
-                           remote_mta=field_value(header_text(block, "Remote-MTA"))))
+                           remote_mta=field_value(header_text(block, "Remote-MTA")),
+                           original=original if original.lower() != final.lower() else ""))
     return reporting, out
 
 
