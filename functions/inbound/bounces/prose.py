@@ -14,6 +14,7 @@ from functions.inbound.bounces.reading import Bounced
 from functions.inbound.bounces.rfc3464 import command_of
 
 ADDR = r"[^\s<>()\[\]:;,\"'=]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
+_ADDRESS = re.compile(ADDR)
 _ALONE = re.compile(rf"^\s*(?:\*|-|>>>|•|\d+[.)])?\s*[<\"]?({ADDR})[>\"]?\s*:?\s*$")
 _LEADING = re.compile(rf"^\s*(?:\*|-|>>>|•)?\s*<({ADDR})>:?\s+(.+)$")
 _COLON = re.compile(rf"^\s*({ADDR}):\s+(.+)$")
@@ -75,4 +76,4 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
 
 
 def addresses_in(value: str) -> set[str]:
-    return {a.lower() for a in re.findall(ADDR, value or "")}
+    return {a.lower() for a in _ADDRESS.findall(value or "")}

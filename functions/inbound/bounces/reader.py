@@ -54,7 +54,9 @@ class UnreadableMessage(Message):
 def parse(raw: bytes) -> Message:
     """The message, unless its raw bytes already show more MIME parts or nesting than any real report has."""
     boundaries = raw.count(b"\n--")
-    multiparts = raw.lower().count(b"multipart/")
+    lowered = raw.lower()
+    multiparts = lowered.count(b"multipart/")
+    raw = _up_to_recipient(raw, lowered, 2 * rfc3464.MAX_RECIPIENTS)
     problem = ""
     if boundaries > 4 * MAX_PARTS:
         problem = f"more than {MAX_PARTS} MIME parts"
@@ -70,6 +72,16 @@ def parse(raw: bytes) -> Message:
                                        _class=UnreadableMessage)
     message.problem = problem
     return message
+
+
+def _up_to_recipient(raw: bytes, lowered: bytes, limit: int) -> bytes:
+    """The report cut before its `limit`-th recipient block: the parser would make a message of every block."""
+    at = -1
+    for _ in range(limit):
+        at = lowered.find(b"final-recipient:", at + 1)
+        if at < 0:
+            return raw
+    return raw[:at]
 
 
 def read(message: Message) -> Reading:
@@ -150,7 +162,7 @@ def _named_elsewhere(doc: Document, excluded: set[str]) -> list[Bounced]:
     if not addresses:
         found = _TO_LINE.search(doc.text)
         addresses = prose.addresses_in(found.group(1)) if found else set()
-    diagnostic = " ".join(" ".join(doc.lines).split())[:2000]
+    diagnostic = doc.prose[:2000]
     return [Bounced(a, "", "", diagnostic=diagnostic, command=rfc3464.command_of(diagnostic))
             for a in sorted(addresses - excluded)[:20]]
 

@@ -16,6 +16,7 @@ NAME = "sendmail"
 _SAYS = re.compile(rf"^\s*(\d{{3}})[ -]\s*(?:[245]\.\d{{1,3}}\.\d{{1,3}}\s+)?<?({ADDR})>?\.\.\.\s*(.*)$")
 _SENT = re.compile(rf"^\s*>>>\s*(RCPT TO|MAIL FROM|DATA)\s*:?\s*<?({ADDR})?", re.I)
 _REPLY = re.compile(r"^\s*<<<\s*(.*)$")
+_MULTILINE = re.compile(r"\d{3}-")
 _FATAL = re.compile(r"^\s*-+ The following addresses had (permanent|transient) (fatal )?errors", re.I)
 _LISTED = re.compile(rf"^\s*<?({ADDR})>?\s*$")
 _EXPANDED = re.compile(rf"^\s*\(expanded from:?\s*<?({ADDR})>?\)", re.I)
@@ -100,6 +101,6 @@ def read(doc: Document) -> list[Bounced] | None:
         if told is not None:
             rcpt.command = rcpt.command or told.command
             # The DSN keeps the first line of a multi-line reply; the transcript keeps all of it.
-            if re.match(r"\d{3}-", rcpt.diagnostic) and told.diagnostic not in rcpt.diagnostic:
+            if _MULTILINE.match(rcpt.diagnostic) and told.diagnostic not in rcpt.diagnostic:
                 rcpt.diagnostic = f"{rcpt.diagnostic} {told.diagnostic}".strip()
     return dsn[1]
