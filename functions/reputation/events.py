@@ -94,6 +94,17 @@ class DomainProof(_Event):
     reason = fields.String(load_default="")
 
 
+class PoolBlock(_Event):
+    """A provider refusing the pool's mail (`sender_did`: the member whose mail it refused last)."""
+    provider = fields.String(required=True)
+    reason = fields.String(load_default="")
+    status = fields.String(load_default="")
+    reply = fields.String(load_default="")
+    recipient = fields.String(load_default="")
+    since = fields.Float(load_default=None, allow_none=True)
+    source = fields.String(load_default="")
+
+
 SCHEMAS: dict[str, type[Schema]] = {
     "relay_attempt": RelayAttempt,
     "relay_rejected": RelayRejected,
@@ -108,6 +119,8 @@ SCHEMAS: dict[str, type[Schema]] = {
     "label_changed": LabelChanged,
     "domain_verified": DomainProof,
     "domain_unverified": DomainProof,
+    "pool_blocked": PoolBlock,
+    "pool_unblocked": PoolBlock,
 }
 
 
