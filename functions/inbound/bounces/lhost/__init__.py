@@ -5,13 +5,15 @@ FAMILIES is the order they are asked in (the most specific first).
 """
 from functions.inbound.bounces.lhost import (
     exchange,
+    exim,
     googlegroups,
     imailserver,
     mcafee,
     notes,
     postfix,
+    qmail,
     sendmail,
     verizon,
 )
 
-FAMILIES = [googlegroups, exchange, mcafee, imailserver, notes, verizon, postfix, sendmail]
+FAMILIES = [googlegroups, exchange, mcafee, imailserver, notes, verizon, postfix, sendmail, exim, qmail]
