@@ -94,6 +94,25 @@ READERS = {
         "<blocked@example.org>:\n192.0.2.3 does not like recipient.\nRemote host said: 554 5.7.1 Service "
         "unavailable; Client host [198.51.100.1] blocked using zen.spamhaus.org\nGiving up on 192.0.2.3.\n\n"
         "--- Below this line is a copy of the message.\n"), "qmail", [("blocked@example.org", "blocked", "soft")]),
+    "gmail": (_mail(
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nSubject: Delivery Status Notification "
+        "(Failure)", "Delivery to the following recipient failed permanently:\n\n     nobody@example.org\n\n"
+        "Technical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the "
+        "server for the recipient domain example.org by mx.example.org. [192.0.2.4].\n\nThe error that the other "
+        "server returned was:\n550 5.1.1 <nobody@example.org>: User unknown\n\n----- Original message -----\n"),
+        "gmail", [("nobody@example.org", "userunknown", "hard")]),
+    "yahoo": (_mail(
+        "From: MAILER-DAEMON@yahoo.com\nSubject: Failure Notice",
+        "Sorry, we were unable to deliver your message to the following address.\n\n<nobody@example.org>:\n"
+        "550: <nobody@example.org>: User unknown\n\n--- Below this line is a copy of the message.\n"), "yahoo",
+        [("nobody@example.org", "userunknown", "hard")]),
+    "office365": (_mail(
+        "From: Microsoft Outlook <postmaster@outlook.com>\nSubject: Undeliverable: hi\n"
+        "X-MS-Exchange-Message-Is-Ndr:", "Delivery has failed to these recipients or groups:\n\n"
+        "full@example.org<mailto:full@example.org>\nThe recipient's mailbox is full.\n\nDiagnostic information "
+        "for administrators:\n\nGenerating server: AM0PR01MB0001.eurprd01.prod.outlook.com\n\n"
+        "full@example.org\nRemote Server returned '552 5.2.2 Mailbox full'\n"), "office365",
+        [("full@example.org", "mailboxfull", "soft")]),
     "exchange2003": (_mail(
         "From: System Administrator <postmaster@example.org>\nSubject: Undeliverable: hi",
         "Your message\n\n  To:      someone@example.org\n  Subject: hi\n\ndid not reach the following "
@@ -134,7 +153,8 @@ READERS = {
 
 
 # The MTA families with a reader of their own, and the corpus files that are theirs.
-FAMILY_FILES = {"exim": "lhost-exim-", "qmail": "lhost-qmail-"}
+FAMILY_FILES = {"exim": "lhost-exim-", "qmail": "lhost-qmail-", "gmail": "lhost-gmail-", "yahoo": "lhost-yahoo-",
+                "office365": "lhost-office365-"}
 
 
 @pytest.mark.parametrize("reader", sorted(FAMILY_FILES))
