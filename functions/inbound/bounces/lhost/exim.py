@@ -38,7 +38,7 @@ _OWN = [("hostunknown", re.compile(r"unrouteable (mail )?domain|all relevant mx 
 
 
 def recognises(doc: Document) -> bool:
-    return bool(_CREATED.search(doc.text[:4000]))
+    return "This message was created automatically by" in doc.text and bool(_CREATED.search(doc.text))
 
 
 def _blocks(lines: list[str]) -> list[tuple[str, list[str], bool]]:

@@ -27,7 +27,7 @@ _DETAILS = re.compile(r"Technical details of (permanent|temporary) failure", re.
 
 def recognises(doc: Document) -> bool:
     sender = doc.sender.lower()
-    return ("googlemail.com" in sender or "google.com" in sender) and bool(_HEADING.search(doc.text[:6000]))
+    return ("googlemail.com" in sender or "google.com" in sender) and bool(_HEADING.search(doc.text))
 
 
 def read(doc: Document) -> list[Bounced] | None:

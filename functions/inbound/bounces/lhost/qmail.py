@@ -28,7 +28,8 @@ _END = re.compile(r"^\s*-+\s*(below this line|enclosed is)", re.I)
 
 
 def recognises(doc: Document) -> bool:
-    return bool(_GREETING.search(doc.text[:4000]))
+    return ("qmail-send program" in doc.text or "wasn't able to deliver your message" in doc.text) and bool(
+        _GREETING.search(doc.text))
 
 
 def read(doc: Document) -> list[Bounced] | None:

@@ -23,7 +23,7 @@ _COMMANDS = {"RCPT_TO": "RCPT", "MAIL_FROM": "MAIL", "DATA": "DATA", "BODY": "DA
 
 
 def recognises(doc: Document) -> bool:
-    return bool(_SORRY.search(doc.text[:4000]))
+    return "we were unable to deliver your message" in doc.text
 
 
 def read(doc: Document) -> list[Bounced] | None:
