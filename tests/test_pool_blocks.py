@@ -93,8 +93,9 @@ def test_a_mailbox_that_stays_full_is_suppressed_after_the_configured_repeats(wo
 
 
 def _relayed(relay, member, sink, to: str) -> dict:
+    before = len(sink.messages())
     _submit(relay, member, to)
-    return sink.wait_for(len(sink.messages()) + 1)[-1][0]
+    return sink.wait_for(before + 1, timeout=90)[-1][0]
 
 
 def _dsn(verp: str, recipient: str, status: str, diagnostic: str, remote_mta: str) -> bytes:
