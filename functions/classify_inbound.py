@@ -23,6 +23,7 @@ from email.utils import getaddresses
 from functions.inbound import addresses, attribution, bounces, forwarder, relay_proof, report_auth
 from functions.inbound.attribution import Attribution, Decision
 from functions.inbound.bounce_reasons import Classification
+from functions.inbound.bounces import pool_blocks
 from functions.inbound.classifier import RecipientOutcome, Verdict, classify
 from functions.reputation import feedback
 from runtime import payload, replies
@@ -120,6 +121,9 @@ def _count(conn, context: LambdaContext, verdict: Verdict, finding: Finding, inb
                 conn, context, proven.did, decision.address, Classification(outcome.kind, outcome.reason,
                                                                             outcome.status),
                 message_id=proven.message_id, source="dsn", queue_id=proven.queue_id, inbound_id=inbound_id)
+            if counted is not None:
+                pool_blocks.observe(conn, context, proven.did, decision.address, outcome.reason, outcome.status,
+                                    outcome.diagnostic, outcome.remote_mta, "dsn")
         if counted is None:
             finding.decisions[index] = (Decision(decision.address, False, "already counted for this message"),
                                         outcome)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from functions.inbound.bounce_reasons import classify
+from functions.inbound.bounces import pool_blocks
 from functions.outbound import retry_policy, verp
 from functions.outbound.mx_resolver import DnsFailure, answers, resolve
 from functions.outbound.smtp_session import ConnectionCache, DeliverySession, Outcome, connections
@@ -122,6 +123,8 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                 "sender_did": did, "message_id": message_id, "queue_id": queue_id, "recipient": recipient,
                 "status": status, "mx": outcome.mx, "smtp_code": outcome.code, "smtp_status": outcome.status,
                 "smtp_text": outcome.text[:500], "attempt": attempt}, when=now)
+            pool_blocks.after_delivery(conn, context, did, recipient, outcome.code, outcome.status, outcome.text,
+                                       outcome.mx, status == "delivered")
             if status == "failed" and outcome.code >= 500:
                 feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
                                                                                 outcome.code),

@@ -242,6 +242,12 @@ def cmd_events_rejected(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool_blocks(args: argparse.Namespace) -> int:
+    """The providers refusing the pool's mail now, as `pool-blocks` lists them."""
+    _print(_invoke(_platform(args), "pool-blocks", {"list": {}}))
+    return 0
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent).
 
@@ -346,6 +352,11 @@ def _inspection_commands(sub: argparse._SubParsersAction, common: argparse.Argum
     r = evsub.add_parser("rejected", parents=[common], help="actions the stream apps could not read, with the reason")
     r.add_argument("--limit", type=int, default=20)
     r.set_defaults(func=cmd_events_rejected)
+
+    pool = sub.add_parser("pool", parents=[common], help="the pool's standing at the providers")
+    poolsub = pool.add_subparsers(dest="pool_command", required=True)
+    poolsub.add_parser("blocks", parents=[common], help="providers refusing the pool's mail, since when, last reply"
+                       ).set_defaults(func=cmd_pool_blocks)
 
     s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -17,6 +17,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from runtime.bounce_settings import PoolBlockSchema, PoolBlockSettings, SuppressionSchema, SuppressionSettings
 from runtime.config_fields import Duration, HostPort, StringList
 from runtime.invoke_settings import InvokeSchema, InvokeSettings
 
@@ -147,6 +148,8 @@ class Settings:
     rulesFile: str = ""
     suppressionTtl: float = 90 * 86400
     rejectedActionsRetention: float = 30 * 86400
+    suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
+    poolBlocks: PoolBlockSettings = field(default_factory=PoolBlockSettings)
     source: str = "built-in defaults"
 
     @property
@@ -334,6 +337,8 @@ class SettingsSchema(_Base):
     rulesFile = fields.String()
     suppressionTtl = Duration()
     rejectedActionsRetention = Duration()
+    suppression = _section(SuppressionSchema, SuppressionSettings)
+    poolBlocks = _section(PoolBlockSchema, PoolBlockSettings)
 
 
 def _flatten_errors(errors: Any, prefix: str = "") -> list[str]:

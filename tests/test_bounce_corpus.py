@@ -86,14 +86,33 @@ READERS = {
         "be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) "
         "failed:\n\n  nobody@example.org\n    host mx.example.org [192.0.2.2]\n    SMTP error from remote mail "
         "server after RCPT TO:<nobody@example.org>:\n    550 5.1.1 No such user here\n\n------ This is a copy of "
-        "the message, including all the headers. ------\n"), "prose", [("nobody@example.org", "userunknown", "hard")]),
+        "the message, including all the headers. ------\n"), "exim", [("nobody@example.org", "userunknown", "hard")]),
     "qmail": (_mail(
         "From: MAILER-DAEMON@mx.example.net\nSubject: failure notice",
         "Hi. This is the qmail-send program at mx.example.net.\nI'm afraid I wasn't able to deliver your message "
         "to the following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n"
         "<blocked@example.org>:\n192.0.2.3 does not like recipient.\nRemote host said: 554 5.7.1 Service "
         "unavailable; Client host [198.51.100.1] blocked using zen.spamhaus.org\nGiving up on 192.0.2.3.\n\n"
-        "--- Below this line is a copy of the message.\n"), "prose", [("blocked@example.org", "blocked", "soft")]),
+        "--- Below this line is a copy of the message.\n"), "qmail", [("blocked@example.org", "blocked", "soft")]),
+    "gmail": (_mail(
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nSubject: Delivery Status Notification "
+        "(Failure)", "Delivery to the following recipient failed permanently:\n\n     nobody@example.org\n\n"
+        "Technical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the "
+        "server for the recipient domain example.org by mx.example.org. [192.0.2.4].\n\nThe error that the other "
+        "server returned was:\n550 5.1.1 <nobody@example.org>: User unknown\n\n----- Original message -----\n"),
+        "gmail", [("nobody@example.org", "userunknown", "hard")]),
+    "yahoo": (_mail(
+        "From: MAILER-DAEMON@yahoo.com\nSubject: Failure Notice",
+        "Sorry, we were unable to deliver your message to the following address.\n\n<nobody@example.org>:\n"
+        "550: <nobody@example.org>: User unknown\n\n--- Below this line is a copy of the message.\n"), "yahoo",
+        [("nobody@example.org", "userunknown", "hard")]),
+    "office365": (_mail(
+        "From: Microsoft Outlook <postmaster@outlook.com>\nSubject: Undeliverable: hi\n"
+        "X-MS-Exchange-Message-Is-Ndr:", "Delivery has failed to these recipients or groups:\n\n"
+        "full@example.org<mailto:full@example.org>\nThe recipient's mailbox is full.\n\nDiagnostic information "
+        "for administrators:\n\nGenerating server: AM0PR01MB0001.eurprd01.prod.outlook.com\n\n"
+        "full@example.org\nRemote Server returned '552 5.2.2 Mailbox full'\n"), "office365",
+        [("full@example.org", "mailboxfull", "soft")]),
     "exchange2003": (_mail(
         "From: System Administrator <postmaster@example.org>\nSubject: Undeliverable: hi",
         "Your message\n\n  To:      someone@example.org\n  Subject: hi\n\ndid not reach the following "
@@ -131,6 +150,26 @@ READERS = {
         "address has moved", "From: postmaster@example.net\nSubject: Delivery failure"), "rfc3464",
         [("moved@example.org", "hasmoved", "hard")]),
 }
+
+
+# The MTA families with a reader of their own, and the corpus files that are theirs.
+FAMILY_FILES = {"exim": "lhost-exim-", "qmail": "lhost-qmail-", "gmail": "lhost-gmail-", "yahoo": "lhost-yahoo-",
+                "office365": "lhost-office365-"}
+
+
+@pytest.mark.parametrize("reader", sorted(FAMILY_FILES))
+def test_each_reader_reads_its_familys_corpus_files(reader):
+    """Every corpus bounce written in the family's words is read by its reader, each recipient as Sisimai names it."""
+    samples = [s for s in bounce_corpus.sisimai_samples() if s.path.name.startswith(FAMILY_FILES[reader])]
+    assert samples
+    for sample in samples:
+        reading = bounces.read(bounces.parse(sample.path.read_bytes()))
+        found = {r.recipient.lower() for r in reading.recipients}
+        if reading.reader != reader:  # not in the family's own words (a DSN, a local name with no domain)
+            continue
+        assert {w["recipient"].lower() for w in sample.bounced} <= found, sample.path.name
+    assert sum(bounces.read(bounces.parse(s.path.read_bytes())).reader == reader for s in samples) >= \
+        0.8 * len(samples)
 
 
 @pytest.mark.parametrize("name", sorted(READERS))

@@ -269,9 +269,9 @@ def test_the_real_world_corpus_is_classified(relay):
                 not sample.temporary or all(r["kind"] == "soft" for r in result["recipients"]))
         else:
             right += result["classification"] != "bounce"
-    # flufl.bounce's tests expect Original-Recipient and sendmail's "expanded from" alias where Sisimai (the
-    # reference of tests/test_bounce_corpus.py) reads the final recipient: a few files differ by design.
-    assert right / len(samples) >= 0.9, f"{right}/{len(samples)}"
+    # The classifier names the address the relay sent to (Original-Recipient, the alias sendmail expanded) as
+    # flufl.bounce's tests expect; only Yale's phquery bounce, naming bare local parts, is not read.
+    assert right >= 114, f"{right}/{len(samples)}"
 
 
 @pytest.fixture

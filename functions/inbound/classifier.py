@@ -24,6 +24,7 @@ class RecipientOutcome:
     reason: str
     action: str = "failed"  # "failed" | "delayed" | "complained"
     diagnostic: str = ""
+    remote_mta: str = ""  # the MX that gave the reply, when the report names it
 
     def as_dict(self) -> dict:
         return {"address": self.address, "kind": self.kind, "status": self.status, "reason": self.reason,
@@ -56,7 +57,9 @@ def _attribute(conn: sqlite3.Connection, targets: list[InboundAddress], returned
 
 
 def _outcome(rcpt: bounces.Bounced) -> RecipientOutcome:
-    return RecipientOutcome(rcpt.recipient, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500])
+    """The relay's own recipient: the address it sent to, not where the receiving side rewrote it."""
+    return RecipientOutcome(rcpt.sent_to, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500],
+                            rcpt.remote_mta)
 
 
 def _complaint(conn, reading: bounces.Reading, targets, operator_domain) -> Verdict:

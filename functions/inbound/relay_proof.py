@@ -26,6 +26,7 @@ import dkim.util
 
 from functions.dkim import operator_keys
 from functions.outbound import message_token
+from runtime.file_cache import FileCache
 
 _QUOTES = ("message/rfc822", "message/global")
 _HEADER_QUOTES = ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers")
@@ -76,16 +77,25 @@ def quotes(report: Message) -> list[Quote]:
     return found
 
 
+def _read_keys(path: str) -> list[operator_keys.OperatorKey]:
+    doc = json.loads(Path(path).read_text())
+    keys = list(doc.get("keys") or []) + list((doc.get("previous") or {}).get("keys") or [])
+    return [operator_keys.OperatorKey(**key) for key in keys]
+
+
+# Asked for every report that comes in; read again only when rotation replaces the file.
+_key_files: FileCache[list[operator_keys.OperatorKey]] = FileCache(_read_keys)
+
+
 def operator_records(state_dir: str | Path, operator_domain: str) -> dict[str, bytes]:
     """The relay's own DKIM key records, current and previous (a report can come long after the sending)."""
-    path = operator_keys.path_for(state_dir)
-    if not path.exists():
+    try:
+        keys = _key_files.get(operator_keys.path_for(state_dir))
+    except FileNotFoundError:
         return {}
-    doc = json.loads(path.read_text())
-    keys = list(doc.get("keys") or []) + list((doc.get("previous") or {}).get("keys") or [])
     records = {}
     for key in keys:
-        record = operator_keys.OperatorKey(**key).record(operator_domain)
+        record = key.record(operator_domain)
         records[record["name"].lower()] = record["value"].encode("ascii")
     return records
 

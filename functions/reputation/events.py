@@ -117,6 +117,15 @@ class SuppressionRemoved(_Event):
     reason = fields.String(load_default="")
     source = fields.String(load_default="")
     actor = fields.String(load_default="")
+class PoolBlock(_Event):
+    """A provider refusing the pool's mail (`sender_did`: the member whose mail it refused last)."""
+    provider = fields.String(required=True)
+    reason = fields.String(load_default="")
+    status = fields.String(load_default="")
+    reply = fields.String(load_default="")
+    recipient = fields.String(load_default="")
+    since = fields.Float(load_default=None, allow_none=True)
+    source = fields.String(load_default="")
 
 
 SCHEMAS: dict[str, type[Schema]] = {
@@ -136,6 +145,8 @@ SCHEMAS: dict[str, type[Schema]] = {
     "domain_verified": DomainProof,
     "domain_unverified": DomainProof,
     "suppression_removed_by_member": SuppressionRemoved,
+    "pool_blocked": PoolBlock,
+    "pool_unblocked": PoolBlock,
 }
 
 

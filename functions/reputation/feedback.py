@@ -2,7 +2,8 @@
 
 A 5xx at delivery time, a DSN on the MX and an ARF report all end here:
 one event on the member's stream, and suppression of a recipient that must
-not be mailed again (a hard bounce or a complaint). Each (sent message,
+not be mailed again (a hard bounce, a soft one that keeps repeating, or a
+complaint). Each (sent message,
 recipient) counts once per kind however often a report about it arrives
 (`feedback_counted`): a replayed DSN or a provider's duplicate report must
 not count twice against the member.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from functions.inbound.bounce_reasons import Classification
+from functions.inbound.bounces import soft_repeats
 from functions.inbound.bounces.suppression_policy import suppresses
 from functions.members import suppression
 from functions.reputation import events
@@ -34,8 +36,10 @@ def record_bounce(conn: sqlite3.Connection, context: LambdaContext, did: str, re
     now = context.clock.now()
     if queue_id and not claim(conn, queue_id, recipient, "bounce", now, inbound_id):
         return None
-    if suppresses(result.reason, result.status):  # only a reason about the address itself
-        suppression.add(conn, did, recipient, f"hard bounce: {result.reason} ({result.status})", f"bounce:{source}",
+    policy = context.settings.suppression
+    repeats = soft_repeats.count(conn, did, recipient, result, source, now, policy)
+    if suppresses(result.reason, result.status, repeats, policy.softRepeats):  # about the address itself
+        suppression.add(conn, did, recipient, soft_repeats.why(result, repeats, policy), f"bounce:{source}",
                         now, context.settings.suppressionTtl)
     return events.emit(conn, context, "bounce_received", {
         "sender_did": did, "recipient": suppression.normalize(recipient), "kind": result.kind,

@@ -251,4 +251,31 @@ MIGRATIONS = [
     UPDATE spool_recipients SET owner = (SELECT did FROM sent_messages s WHERE s.queue_id = spool_recipients.queue_id)
         WHERE owner IS NULL;
     """,
+    # 14: soft bounces kept while they may still add up to a suppression (suppression.softRepeats within
+    #     softWindowDays); providers refusing the pool's mail, an operator alert until mail to them is delivered
+    """
+    CREATE TABLE soft_bounces (
+        did TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        bounced_at REAL NOT NULL
+    );
+    CREATE INDEX soft_bounces_recipient ON soft_bounces (did, recipient, bounced_at);
+    CREATE TABLE pool_blocks (
+        provider TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT '',
+        since REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        last_reply TEXT NOT NULL DEFAULT '',
+        last_recipient TEXT NOT NULL DEFAULT '',
+        last_member TEXT NOT NULL DEFAULT '',
+        mx TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        replies INTEGER NOT NULL DEFAULT 1,
+        alerted_at REAL NOT NULL
+    );
+    """,
 ]

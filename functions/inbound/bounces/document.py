@@ -7,6 +7,7 @@ depth and time; `Unreadable` says which bound a message went over.
 """
 from __future__ import annotations
 
+import email
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,12 @@ _ORIGINAL = re.compile(
     r"unsent message follows|returned message|message headers follow|included is a copy of the message|"
     r"below is a copy of the original message|the header of the original message|"
     r"content-type: message/rfc822|original message header|"
-    r"headers of your message|your message headers|\*+ original message|\*+ +end of message)", re.I)
+    r"headers of your message|your message headers|\*+ original message|\*+ +end of message|"
+    r"start of returned message|unsent message below)", re.I)
+
+_SCRIPT = re.compile(r"(?is)<(script|style).*?</\1>")
+_BREAK = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>")
+_TAG = re.compile(r"<[^>]{0,2000}>")
 
 
 class Unreadable(Exception):
@@ -92,9 +98,23 @@ class Document:
     returned_text: str = ""
     deadline: float = 0.0
     forwarded: bool = False
+    # Read once, asked for by several readers: decoded headers, the prose as one line, the DSN's blocks.
+    _headers: dict[str, str] = field(default_factory=dict, repr=False)
+    _prose: str | None = field(default=None, repr=False)
+    status_blocks: list[Message] | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str:
-        return header_text(self.message, name)
+        key = name.lower()
+        if key not in self._headers:
+            self._headers[key] = header_text(self.message, name)
+        return self._headers[key]
+
+    @property
+    def prose(self) -> str:
+        """The human-readable lines as one line of single-spaced words."""
+        if self._prose is None:
+            self._prose = " ".join(" ".join(self.lines).split())
+        return self._prose
 
     def has_header(self, name: str) -> bool:
         try:
@@ -164,15 +184,13 @@ def human_lines(text: str) -> list[str]:
 def _plain(text: str, ctype: str) -> str:
     if ctype != "text/html":
         return text
-    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", text)
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
-    text = re.sub(r"<[^>]{0,2000}>", " ", text)
+    text = _SCRIPT.sub(" ", text)
+    text = _BREAK.sub("\n", text)
+    text = _TAG.sub(" ", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&nbsp;", " ")
 
 
 def _returned(part: Message) -> Message | None:
-    import email
-
     if part.get_content_type().endswith("headers"):
         try:
             return email.message_from_string(payload_text(part))

@@ -14,14 +14,16 @@ from functions.inbound.bounces.reading import Bounced
 from functions.inbound.bounces.rfc3464 import command_of
 
 ADDR = r"[^\s<>()\[\]:;,\"'=]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
+_ADDRESS = re.compile(ADDR)
 _ALONE = re.compile(rf"^\s*(?:\*|-|>>>|•|\d+[.)])?\s*[<\"]?({ADDR})[>\"]?\s*:?\s*$")
 _LEADING = re.compile(rf"^\s*(?:\*|-|>>>|•)?\s*<({ADDR})>:?\s+(.+)$")
 _COLON = re.compile(rf"^\s*({ADDR}):\s+(.+)$")
 _NOTE = re.compile(rf"^\s*(?:\*|-|>>>)?\s*<?({ADDR})>?[\s,]+(\S.*)$", re.I)
 _PHRASE = re.compile(
     rf"(?:deliver\w*|delivery|sent|send|failed|failure|errors?|reach|rejected|unknown|invalid|userid|"
-    rf"recipients?|mailbox of|RCPT TO|user)"
-    rf"[^<@\n]{{0,40}}?[: ]\s*<?({ADDR})>?", re.I)
+    rf"recipients?|mailbox of|RCPT TO|user|addressed(?: to)?)"
+    rf"[^<@\n\d+]{{0,40}}?[: ]\s*[<'\"]?({ADDR})[>'\"]?", re.I)
+_REPLY_NAMING = re.compile(rf"^\s*[45]\d\d[ -](?!.*\b(?:sender|from)\b).*?<?({ADDR})>?", re.I)
 _CONTINUATION = re.compile(r"^(\s+|\d{3}[ -]|(?:remote|host|smtp|diagnostic|reason|error|said)\b)", re.I)
 
 
@@ -59,6 +61,10 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
             named = next((text for address, text in found.items() if address.lower() in line.lower()), None)
             if named is not None and len(named) < 12:
                 named.append(line.strip())  # a reply further down that names the address
+            elif named is None and found:
+                other = _REPLY_NAMING.match(line)  # the remote reply names the recipient it refused
+                if other and other.group(1).lower() not in excluded and len(found) < limit:
+                    found.setdefault(other.group(1).strip("."), [line.strip()])
             continue
         if line.strip():
             if len(current) < 12:
@@ -70,4 +76,4 @@ def scan(lines: list[str], excluded: set[str], limit: int = 200) -> list[Bounced
 
 
 def addresses_in(value: str) -> set[str]:
-    return {a.lower() for a in re.findall(ADDR, value or "")}
+    return {a.lower() for a in _ADDRESS.findall(value or "")}

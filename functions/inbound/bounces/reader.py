@@ -41,6 +41,7 @@ _BOUNCE_WORDING = re.compile(
     r"unable to deliver|was not delivered|delivery failure|not be delivered|returned to (the )?sender", re.I)
 _DELAYED = re.compile(r"not yet been delivered|delivery attempts will continue|will (keep|continue) trying|"
                       r"will be retried|message delayed|delivery (status notification \(delay\)|delayed)", re.I)
+_FOR = re.compile(rf"\bfor\s+<?({prose.ADDR})>?", re.I)
 _TO_LINE = re.compile(r"^To:\s*(.+)$", re.M)
 
 
@@ -53,7 +54,9 @@ class UnreadableMessage(Message):
 def parse(raw: bytes) -> Message:
     """The message, unless its raw bytes already show more MIME parts or nesting than any real report has."""
     boundaries = raw.count(b"\n--")
-    multiparts = raw.lower().count(b"multipart/")
+    lowered = raw.lower()
+    multiparts = lowered.count(b"multipart/")
+    raw = _up_to_recipient(raw, lowered, 2 * rfc3464.MAX_RECIPIENTS)
     problem = ""
     if boundaries > 4 * MAX_PARTS:
         problem = f"more than {MAX_PARTS} MIME parts"
@@ -69,6 +72,16 @@ def parse(raw: bytes) -> Message:
                                        _class=UnreadableMessage)
     message.problem = problem
     return message
+
+
+def _up_to_recipient(raw: bytes, lowered: bytes, limit: int) -> bytes:
+    """The report cut before its `limit`-th recipient block: the parser would make a message of every block."""
+    at = -1
+    for _ in range(limit):
+        at = lowered.find(b"final-recipient:", at + 1)
+        if at < 0:
+            return raw
+    return raw[:at]
 
 
 def read(message: Message) -> Reading:
@@ -143,10 +156,13 @@ def _named_elsewhere(doc: Document, excluded: set[str]) -> list[Bounced]:
     addresses = prose.addresses_in(doc.header("X-Failed-Recipients"))
     if not addresses and doc.returned is not None:
         addresses = prose.addresses_in(header_text(doc.returned, "To"))
+        last_hop = _FOR.search(header_text(doc.returned, "Received"))
+        if last_hop and last_hop.group(1).lower() not in addresses:
+            addresses = set()  # delivered on to someone the To: does not name (a list, a Bcc): not a guess to make
     if not addresses:
         found = _TO_LINE.search(doc.text)
         addresses = prose.addresses_in(found.group(1)) if found else set()
-    diagnostic = " ".join(" ".join(doc.lines).split())[:2000]
+    diagnostic = doc.prose[:2000]
     return [Bounced(a, "", "", diagnostic=diagnostic, command=rfc3464.command_of(diagnostic))
             for a in sorted(addresses - excluded)[:20]]
 
@@ -169,7 +185,7 @@ def _bounce(doc: Document, reader: str, found: list[Bounced], excluded: set[str]
         _DELAYED.search(doc.subject) or _DELAYED.search(context))
     recipients = []
     for rcpt in found:
-        if rcpt.recipient.lower() in excluded and len(found) > 1:
+        if rcpt.recipient.lower() in excluded and len(found) > 1 or not rfc3464.deliverable(rcpt.recipient):
             continue
         if rcpt.action in ("relayed", "expanded", "delivered") and not rcpt.reason:
             continue

@@ -22,6 +22,12 @@ class Bounced:
     diagnostic: str = ""
     command: str = ""
     remote_mta: str = ""
+    original: str = ""  # the address as the sender gave it (Original-Recipient, an alias it expanded from)
+
+    @property
+    def sent_to(self) -> str:
+        """The address the relay sent to: where the report names it, the original before any rewriting."""
+        return self.original or self.recipient
 
     def as_dict(self) -> dict:
         return {"address": self.recipient, "kind": self.kind, "status": self.status, "reason": self.reason,

@@ -15,8 +15,12 @@ NEITHER = frozenset({"delivered", "feedback", "vacation"})
 
 
 def _any(*phrases: str) -> re.Pattern:
-    """One pattern over lower-cased text (matching without re.I is several times faster)."""
-    return re.compile("|".join(phrases))
+    """One pattern over lower-cased text, each phrase starting a word.
+
+    Matching without re.I is several times faster, and so is refusing at
+    once every position inside a word, where none of the phrases starts.
+    """
+    return re.compile("(?<![a-z0-9])(?:" + "|".join(phrases) + ")")
 
 
 # Ordered: the first reason whose wording matches wins.

@@ -20,6 +20,7 @@ _ADDRESS = re.compile(r"<?([^\s<>;\"()]+@[^\s<>;\"()]+?)>?[.,]?$")
 MAX_RECIPIENTS = 500
 _QUOTED = re.compile(r'^<?("[^"<>]{1,64}"@[A-Za-z0-9.\-]+)>?$')
 _COMMAND = re.compile(r"\b(initial connection|RCPT TO|MAIL FROM|DATA|end of data|HELO|EHLO|CONNECT|RCPT|MAIL_FROM|RCPT_TO)\b", re.I)
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _FIELDS = re.compile(r"^(Final-Recipient|Original-Recipient|Action|Status|Diagnostic-Code|Remote-MTA|Reporting-MTA)"
                      r"\s*:", re.I | re.M)
 
@@ -33,6 +34,12 @@ def address_of(value: str) -> str:
         return quoted.group(1)
     found = _ADDRESS.search(candidate.split()[-1]) if candidate.split() else None
     return found.group(1).strip("<>").rstrip(".") if found else ""
+
+
+def deliverable(address: str) -> bool:
+    """An address some MTA could have delivered to: a quoted local part, or a dot-atom (no empty atom)."""
+    local = address.rpartition("@")[0]
+    return bool(local) and (local.startswith('"') or "" not in local.split("."))
 
 
 def field_value(value: str) -> str:
@@ -56,15 +63,19 @@ def command_of(text: str) -> str:
 
 def blocks(text: str) -> list[Message]:
     text = text.replace("\r\n", "\n")
-    return [HeaderParser().parsestr(block.strip() + "\n") for block in re.split(r"\n[ \t]*\n", text)
+    return [HeaderParser().parsestr(block.strip() + "\n") for block in _BLANK_LINE.split(text)
             if block.strip()]
 
 
-def _status_blocks(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
-        return payload
-    return blocks(payload_text(part))
+def _status_blocks(doc: Document) -> list[Message]:
+    """The delivery-status part's blocks, parsed once for every reader that asks."""
+    if doc.status_blocks is None:
+        payload = doc.status_part.get_payload()
+        if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
+            doc.status_blocks = payload
+        else:
+            doc.status_blocks = blocks(payload_text(doc.status_part))
+    return doc.status_blocks
 
 
 def _per_recipient(block: Message) -> list[Message]:
@@ -93,8 +104,10 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
         if len(out) >= MAX_RECIPIENTS:
             break
         final = address_of(header_text(block, "Final-Recipient"))
+        original = address_of(header_text(block, "Original-Recipient"))
+        original = original if "." in original.rpartition("@")[2] and deliverable(original) else ""
         if "." not in final.rpartition("@")[2]:  # an internal routing name: the address we sent to is better
-            final = address_of(header_text(block, "Original-Recipient")) or final
+            final = original or final
         if not final:
             continue
         diagnostic = field_value(header_text(block, "Diagnostic-Code"))
@@ -103,7 +116,8 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
         if (status.startswith("2.") and action == "failed") or status.endswith(".0.0"):
             status = reasons.status_in(diagnostic) if reasons.status_in(diagnostic)[:1] == status[:1] else status
         out.append(Bounced(final, "", status, action=action, diagnostic=diagnostic, command=command_of(diagnostic),
-                           remote_mta=field_value(header_text(block, "Remote-MTA"))))
+                           remote_mta=field_value(header_text(block, "Remote-MTA")),
+                           original=original if original.lower() != final.lower() else ""))
     return reporting, out
 
 
@@ -111,14 +125,14 @@ def reporting_mta(doc: Document) -> str:
     """The per-message Reporting-MTA of the report, when it has a delivery-status part."""
     if doc.status_part is None:
         return ""
-    found = _status_blocks(doc.status_part)
+    found = _status_blocks(doc)
     return field_value(header_text(found[0], "Reporting-MTA")) if found else ""
 
 
 def read(doc: Document) -> tuple[str, list[Bounced]] | None:
     """The report's recipients from its delivery-status part, or from DSN fields in its text."""
     if doc.status_part is not None:
-        reporting, found = recipients_in(_status_blocks(doc.status_part))
+        reporting, found = recipients_in(_status_blocks(doc))
         if found:
             return reporting, found
     if len(_FIELDS.findall(doc.text)) >= 3:

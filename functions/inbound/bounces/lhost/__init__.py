@@ -5,13 +5,18 @@ FAMILIES is the order they are asked in (the most specific first).
 """
 from functions.inbound.bounces.lhost import (
     exchange,
+    exim,
+    gmail,
     googlegroups,
     imailserver,
     mcafee,
     notes,
+    office365,
     postfix,
+    qmail,
     sendmail,
     verizon,
+    yahoo,
 )
 
-FAMILIES = [googlegroups, exchange, mcafee, imailserver, notes, verizon, postfix, sendmail]
+FAMILIES = [googlegroups, exchange, office365, mcafee, imailserver, notes, verizon, postfix, sendmail, exim, qmail, gmail, yahoo]

@@ -18,6 +18,6 @@ def recognises(doc: Document) -> bool:
 
 
 def read(doc: Document) -> list[Bounced] | None:
-    diagnostic = " ".join(" ".join(doc.lines).split())[:1000]
+    diagnostic = doc.prose[:1000]
     return [Bounced(a, "rejected", "5.0.0", diagnostic=diagnostic)
             for a in sorted(addresses_in(doc.header("X-Failed-Recipients")))] or None

@@ -30,5 +30,5 @@ def read(doc: Document) -> list[Bounced] | None:
         found = [Bounced(hit.group(1), "", "")] if hit else []
     for rcpt in found:
         rcpt.reason = rcpt.reason or reason
-        rcpt.diagnostic = rcpt.diagnostic or " ".join(" ".join(doc.lines).split())[:500]
+        rcpt.diagnostic = rcpt.diagnostic or doc.prose[:500]
     return found or None

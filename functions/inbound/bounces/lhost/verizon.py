@@ -24,5 +24,5 @@ def read(doc: Document) -> list[Bounced] | None:
     found = _TO.search(doc.text)
     addresses = sorted(addresses_in(found.group(1))) if found else []
     reason = "userunknown" if "No valid recipients" in doc.text else ""
-    diagnostic = " ".join(" ".join(doc.lines).split())[:500]
+    diagnostic = doc.prose[:500]
     return [Bounced(a, reason, "", diagnostic=diagnostic) for a in addresses] or None
