@@ -14,8 +14,10 @@ import sys
 import time
 from typing import Any
 
-from runtime.bootstrap import Platform, build, manifest_path
-from runtime.errors import FunctionNotFound, ManifestError, RelayError
+from runtime.bootstrap import build, manifest_path
+from runtime.command_platform import CliError, invoke, platform_for, print_json
+from runtime.errors import ManifestError
+from runtime.inspection_commands import inspection_commands
 from runtime.jsonlog import JsonLog, install_stdlib_bridge
 from runtime.manifest import (
     HttpTrigger,
@@ -27,37 +29,7 @@ from runtime.manifest import (
     WebSocketTrigger,
     load_manifest,
 )
-from runtime.payload import to_json
 from runtime.settings import SettingsError, load_settings
-from runtime.spool import SHOWN_STATE, SHOWN_STATES
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _platform(args: argparse.Namespace, *, announce_token: bool = False, quiet: bool = True,
-              eager: bool = False) -> Platform:
-    """The platform a command runs on; only `serve` and `deploy` import every handler up front."""
-    settings = load_settings(args.config)
-    log = JsonLog(sys.stderr) if quiet else JsonLog()
-    install_stdlib_bridge(log)
-    return build(settings, log, announce_token=announce_token, eager=eager)
-
-
-def _print(value: Any) -> None:
-    print(to_json(value, indent=2))
-
-
-def _invoke(platform: Platform, name: str, event: dict) -> Any:
-    try:
-        return platform.runtime.invoke(name, event)
-    except RelayError as exc:
-        raise CliError(exc.reply.text if exc.reply.code >= 400 else str(exc)) from exc
-    except FunctionNotFound as exc:
-        raise CliError(str(exc)) from exc
 
 
 def describe_trigger(trigger: Any) -> str:
@@ -81,7 +53,7 @@ def describe_trigger(trigger: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.server import serve
 
-    platform = _platform(args, announce_token=True, quiet=False, eager=True)
+    platform = platform_for(args, announce_token=True, quiet=False, eager=True)
     return serve(platform)
 
 
@@ -110,7 +82,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
              "triggers": [describe_trigger(t) for t in spec.events], "invokeApi": spec.invokeApi,
              "authorizer": spec.authorizer} for spec in manifest.functions.values()]
     if args.json:
-        _print(rows)
+        print_json(rows)
         return 0
     width = max(len(r["name"]) for r in rows)
     for row in rows:
@@ -122,7 +94,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    platform = _platform(args)
+    platform = platform_for(args)
     if args.payload_file:
         with open(args.payload_file) as f:
             raw = f.read()
@@ -132,7 +104,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event = json.loads(raw)
     except ValueError as exc:
         raise CliError(f"--payload is not valid JSON: {exc}", 2) from exc
-    _print(_invoke(platform, args.name, event))
+    print_json(invoke(platform, args.name, event))
     return 0
 
 
@@ -144,9 +116,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     record_path = settings.state_path / "deployment.json"
     plan: dict[str, Any] = {"manifest": str(path), "functions": sorted(manifest.functions)}
     if not record_path.exists():
-        platform = _platform(args, eager=True)
+        platform = platform_for(args, eager=True)
         plan.update(relay="not running", validated=len(platform.runtime.require().handlers))
-        _print(plan)
+        print_json(plan)
         return 0
     record = json.loads(record_path.read_text())
     before = set(record["functions"])
@@ -156,7 +128,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                                      if not os.path.exists(p) or os.path.getmtime(p) != mtime)
     if args.dry_run:
         plan["relay"] = f"running (pid {record['pid']}, version {record['version']}); dry run, nothing sent"
-        _print(plan)
+        print_json(plan)
         return 0
     try:
         os.kill(int(record["pid"]), signal.SIGHUP)
@@ -171,20 +143,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             continue
         if now["version"] > record["version"]:
             plan.update(relay=f"running (pid {now['pid']})", version=now["version"], deployed=True)
-            _print(plan)
+            print_json(plan)
             return 0
     raise CliError(f"the relay did not report a new deployment within {args.wait:g}s; check its log for deploy.failed")
 
 
 def cmd_member(args: argparse.Namespace) -> int:
     event = {"action": args.member_command, **args.member_event(args)}
-    _print(_invoke(_platform(args), "member", event))
+    print_json(invoke(platform_for(args), "member", event))
     return 0
 
 
 def cmd_labeler(args: argparse.Namespace) -> int:
     """`labeler identity`: the DID document parts and labeler record the operator publishes."""
-    _print(_invoke(_platform(args), "atproto-labels", {"action": args.labeler_command}))
+    print_json(invoke(platform_for(args), "atproto-labels", {"action": args.labeler_command}))
     return 0
 
 
@@ -193,81 +165,6 @@ def _labeler_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     labsub = lab.add_subparsers(dest="labeler_command", required=True)
     labsub.add_parser("identity", parents=[common], help="print what to publish: DID document parts, labeler record")
     lab.set_defaults(func=cmd_labeler)
-
-
-def cmd_queue(args: argparse.Namespace) -> int:
-    """The delivery queue by shown state: queued, held (`notBefore`), frozen, and the settled ones."""
-    platform = _platform(args)
-    spool = platform.services.spool
-    now = platform.services.clock.now()
-    rows = platform.services.store.query(
-        f"SELECT queue_id, recipient, shown AS state, attempts, next_attempt_at, last_code, last_text, owner FROM"
-        f" (SELECT *, {SHOWN_STATE} AS shown FROM spool_recipients) WHERE (? = '' OR shown = ?)"
-        " ORDER BY created_at DESC LIMIT ?", (now, args.state, args.state, args.limit))
-    listed = [{**dict(r), "notBefore": r["next_attempt_at"] if r["state"] == "held" else None} for r in rows]
-    _print({"summary": spool.summary(now), "spool": spool.stats(), "recipients": listed})
-    return 0
-
-
-def cmd_queue_purge(args: argparse.Namespace) -> int:
-    """Delete a member's queued, held and frozen mail undelivered (function `member`, action purge-queue)."""
-    _print(_invoke(_platform(args), "member", {"action": "purge-queue", "did": args.did, "actor": "cli"}))
-    return 0
-
-
-def cmd_events_replay(args: argparse.Namespace) -> int:
-    """Feed a JSON-lines file of Osprey action envelopes to the `replay` function, in chunks."""
-    platform = _platform(args)
-    published, chunk = 0, []
-    with open(args.file) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                chunk.append(json.loads(line))
-            except ValueError as exc:
-                raise CliError(f"{args.file}:{number}: not JSON: {exc}", 2) from exc
-            if len(chunk) == 500:
-                published += _invoke(platform, "replay", {"actions": chunk})["published"]
-                chunk = []
-    if chunk:
-        published += _invoke(platform, "replay", {"actions": chunk})["published"]
-    _print({"published": published, "topic": "osprey.actions_input"})
-    return 0
-
-
-def cmd_events_rejected(args: argparse.Namespace) -> int:
-    """The actions the stream apps refused (dead letters), newest first, as `rejected-actions` keeps them."""
-    _print(_invoke(_platform(args), "rejected-actions", {"list": {"limit": args.limit}}))
-    return 0
-
-
-def cmd_pool_blocks(args: argparse.Namespace) -> int:
-    """The providers refusing the pool's mail now, as `pool-blocks` lists them."""
-    _print(_invoke(_platform(args), "pool-blocks", {"list": {}}))
-    return 0
-
-
-def cmd_classify(args: argparse.Namespace) -> int:
-    """One JSON line per file, as the `classify-inbound` function sees it (nothing is stored or sent).
-
-    A file that cannot be read or classified still gets its line, with the reason, and the rest go on.
-    """
-    platform = _platform(args)
-    failed = 0
-    for name in args.files:
-        try:
-            with open(name, "rb") as f:
-                raw = f.read()
-            result = _invoke(platform, "classify-inbound", {
-                "trigger": "classify", "dry_run": True, "message": raw})
-            line = {"file": name, "classification": result.get("classification"),
-                    "member_did": result.get("member_did"), "recipients": result.get("recipients", [])}
-        except Exception as exc:  # one bad file must not hide the lines of the others
-            failed += 1
-            line = {"file": name, "classification": None, "error": f"{type(exc).__name__}: {exc}"[:500]}
-        print(json.dumps(line), flush=True)
-    return 1 if failed else 0
 
 
 def _platform_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -342,36 +239,6 @@ def _member_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     a.add_argument("--daily", type=int)
 
 
-def _inspection_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """What the relay saw and holds: the event stream, saved inbound mail, the delivery queue."""
-    ev = sub.add_parser("events", parents=[common], help="the event stream")
-    evsub = ev.add_subparsers(dest="events_command", required=True)
-    r = evsub.add_parser("replay", parents=[common], help="publish Osprey action envelopes (JSON lines) for the rules")
-    r.add_argument("file")
-    r.set_defaults(func=cmd_events_replay)
-    r = evsub.add_parser("rejected", parents=[common], help="actions the stream apps could not read, with the reason")
-    r.add_argument("--limit", type=int, default=20)
-    r.set_defaults(func=cmd_events_rejected)
-
-    pool = sub.add_parser("pool", parents=[common], help="the pool's standing at the providers")
-    poolsub = pool.add_subparsers(dest="pool_command", required=True)
-    poolsub.add_parser("blocks", parents=[common], help="providers refusing the pool's mail, since when, last reply"
-                       ).set_defaults(func=cmd_pool_blocks)
-
-    s = sub.add_parser("classify", parents=[common], help="classify saved inbound messages (ARF, DSN, ...)")
-    s.add_argument("files", nargs="+", metavar="FILE")
-    s.set_defaults(func=cmd_classify)
-
-    s = sub.add_parser("queue", parents=[common], help="show the delivery queue (or purge a member's)")
-    s.add_argument("--state", default="", choices=["", *SHOWN_STATES])
-    s.add_argument("--limit", type=int, default=50)
-    s.set_defaults(func=cmd_queue)
-    qsub = s.add_subparsers(dest="queue_command")
-    p = qsub.add_parser("purge", parents=[common], help="delete a member's queued, held and frozen mail undelivered")
-    p.add_argument("--did", required=True)
-    p.set_defaults(func=cmd_queue_purge)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atmos-relay", description="Atmosphere Mail cooperative relay")
     common = argparse.ArgumentParser(add_help=False)
@@ -379,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _platform_commands(sub, common)
     _member_commands(sub, common)
-    _inspection_commands(sub, common)
+    inspection_commands(sub, common)
     _labeler_parser(sub, common)
     return p
 
