@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from email.message import Message
 
-from flufl.bounce import all_failures
-
 from functions.inbound.bounces.document import Document
 from functions.inbound.bounces.reading import Bounced
 
@@ -34,6 +32,8 @@ def _readable(part: Message, depth: int = 0) -> Message:
 
 
 def read(doc: Document) -> list[Bounced] | None:
+    from flufl.bounce import all_failures  # its 150 patterns compile on import; most processes never get here
+
     try:
         temporary, permanent = all_failures(_readable(doc.message))
     except Exception:  # its detectors trip over some malformed messages
