@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,16 @@ def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: 
     }
 
 
+def undelivered(state: Path) -> list[tuple]:
+    """Recipients the relay holds but has not delivered: state, attempts and the last reply, to say why."""
+    db = sqlite3.connect(state / "relay.sqlite")
+    try:
+        return db.execute("SELECT state, attempts, last_code, last_text, COUNT(*) FROM spool_recipients"
+                          " WHERE state != 'delivered' GROUP BY 1, 2, 3, 4").fetchall()
+    finally:
+        db.close()
+
+
 def bench_relay(work: Path, messages: int, clients: int, size: int, prefix: str = "",
                 profile_to: Path | None = None) -> dict:
     """Measured as Postfix is, plus the CPU the relay's processes spent per message (main and edges).
@@ -76,7 +87,10 @@ def bench_relay(work: Path, messages: int, clients: int, size: int, prefix: str 
         def watch() -> Iterator[None]:
             with profile.cpu_used(pid, used), profile.recording(pid, out) if out else nullcontext():
                 yield
-        figures = measure(target, mx, messages, clients, size, watch)
+        try:
+            figures = measure(target, mx, messages, clients, size, watch)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; the relay's queue: {undelivered(relay.state)}") from None
     sent = messages + max(50, messages // 10)
     return {**figures, "relay_cpu_ms_per_message": used["cpu_seconds"] * 1000 / sent}
 

@@ -28,7 +28,7 @@ def recording(pid: int, out: Path, rate: int = 50) -> Iterator[None]:
     """
     spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     if spy is None:
-        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+        raise RuntimeError("--profile needs py-spy (.venv/bin/pip install -e '.[bench]')")
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--rate", str(rate),
                              "--gil", "--nonblocking", "--format", "raw", "-o", str(out)],
