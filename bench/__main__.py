@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import classify, events, load, rig, signing, web  # noqa: E402
+from bench import classify, events, load, profile, rig, signing, web  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
 
 DID = "did:plc:benchbenchbenchbenchbenc"
+PARTS = ("signing", "relay", "events", "classify", "web")
 DOMAIN = "bench.example"
 
 
@@ -35,16 +39,18 @@ def wait_delivered(mx: SinkMX, count: int, timeout: float) -> float:
     raise RuntimeError(f"only {len(list(mx.maildir.glob('*.eml')))} of {count} delivered within {timeout}s")
 
 
-def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: int) -> dict:
-    """The same load and the same figures for whichever MTA `target` points at."""
+def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: int,
+            watch: Callable[[], AbstractContextManager] = nullcontext) -> dict:
+    """The same load and the same figures for whichever MTA `target` points at; `watch` runs around the load."""
     load.run(target, clients * 2, clients, size)  # warm-up: imports, key cache, connections
     wait_delivered(mx, clients * 2, 120)
     before = len(list(mx.maildir.glob("*.eml")))
-    started = time.perf_counter()
-    accepted = load.run(target, messages, clients, size)
-    done = wait_delivered(mx, before + messages, 600)
-    sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
-    wait_delivered(mx, before + messages + sessions.messages, 600)
+    with watch():
+        started = time.perf_counter()
+        accepted = load.run(target, messages, clients, size)
+        done = wait_delivered(mx, before + messages, 600)
+        sessions = load.run(target, max(50, messages // 10), clients, size, mode="sessions")
+        wait_delivered(mx, before + messages + sessions.messages, 600)
     return {
         "accepted_per_s": accepted.rate,
         "delivered_end_to_end_per_s": messages / (done - started),
@@ -56,10 +62,37 @@ def measure(target: load.Target, mx: SinkMX, messages: int, clients: int, size: 
     }
 
 
-def bench_relay(work: Path, messages: int, clients: int, size: int, prefix: str = "") -> dict:
+def undelivered(state: Path) -> list[tuple]:
+    """Recipients the relay holds but has not delivered: state, attempts and the last reply, to say why."""
+    db = sqlite3.connect(state / "relay.sqlite")
+    try:
+        return db.execute("SELECT state, attempts, last_code, last_text, COUNT(*) FROM spool_recipients"
+                          " WHERE state != 'delivered' GROUP BY 1, 2, 3, 4").fetchall()
+    finally:
+        db.close()
+
+
+def bench_relay(work: Path, messages: int, clients: int, size: int, prefix: str = "",
+                profile_to: Path | None = None) -> dict:
+    """Measured as Postfix is, plus the CPU the relay's processes spent per message (main and edges).
+
+    With `profile_to`, py-spy records the relay's processes during the measured load (bench/profile.py).
+    """
     delivery = {"concurrency": 32, "perDomainConcurrency": 8}
-    with rig.member_relay(work, prefix, DID, DOMAIN, delivery) as (_, mx, target):
-        return measure(target, mx, messages, clients, size)
+    with rig.member_relay(work, prefix, DID, DOMAIN, delivery) as (relay, mx, target):
+        pid, used = relay.proc.pid, {}
+        out = profile_to / f"{prefix.strip('-') or 'r'}.txt" if profile_to is not None else None
+
+        @contextmanager
+        def watch() -> Iterator[None]:
+            with profile.cpu_used(pid, used), profile.recording(pid, out) if out else nullcontext():
+                yield
+        try:
+            figures = measure(target, mx, messages, clients, size, watch)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; the relay's queue: {undelivered(relay.state)}") from None
+    sent = messages + max(50, messages // 10)
+    return {**figures, "relay_cpu_ms_per_message": used["cpu_seconds"] * 1000 / sent}
 
 
 def bench_postfix(work: Path, messages: int, clients: int, size: int, prefix: str = "") -> dict | None:
@@ -95,7 +128,8 @@ def head_to_head(work: Path, args: argparse.Namespace) -> dict:
     """
     runs: dict[str, list[dict]] = {"relay": [], "postfix_opendkim": []}
     for n in range(args.rounds):
-        runs["relay"].append(bench_relay(work, args.messages, args.clients, args.size, prefix=f"r{n}-"))
+        runs["relay"].append(bench_relay(work, args.messages, args.clients, args.size, prefix=f"r{n}-",
+                                         profile_to=args.profile))
         if not args.skip_postfix:
             theirs = bench_postfix(work, args.messages, args.clients, args.size, prefix=f"r{n}-")
             if theirs:
@@ -107,7 +141,7 @@ def head_to_head(work: Path, args: argparse.Namespace) -> dict:
 
 
 def table(results: dict) -> str:
-    ours, theirs = results["relay"], results.get("postfix_opendkim") or {}
+    ours, theirs = results.get("relay") or {}, results.get("postfix_opendkim") or {}
     lines = [f"{'metric':<34} {'atmos-relay':>12} {'postfix+opendkim':>17} {'ratio':>7}"]
     for key, value in ours.items():
         other = theirs.get(key)
@@ -122,7 +156,7 @@ def table(results: dict) -> str:
                 for key in ("accepted_per_s", "sessions_per_s")]
         lines.append(f"round {n + 1}: " + ", ".join(pair))
     lines.append("")
-    for key, value in {**results["signing"], **results.get("events", {}), **results.get("classify", {}),
+    for key, value in {**results.get("signing", {}), **results.get("events", {}), **results.get("classify", {}),
                        **results.get("web", {})}.items():
         lines.append(f"{key:<34} {value:>12.1f}")
     return "\n".join(lines)
@@ -138,15 +172,27 @@ def main() -> int:
     p.add_argument("--events", type=int, default=5000, help="actions pushed through the rules per deployment")
     p.add_argument("--dsns", type=int, default=300, help="DSNs sent to the inbound MX (0: classifier alone)")
     p.add_argument("--web-members", type=int, default=100, help="members behind the dashboard pages")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"comma-separated, of {','.join(PARTS)} (relay: the head-to-head with Postfix)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy records each relay round's load into DIR (bench/profile.py)")
     args = p.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        p.error(f"unknown parts: {', '.join(sorted(parts - set(PARTS)))}")
     results: dict = {"messages": args.messages, "clients": args.clients, "size": args.size}
-    results["signing"] = signing.run()
+    if "signing" in parts:
+        results["signing"] = signing.run()
     with tempfile.TemporaryDirectory(prefix="atmos-bench-") as tmp:
         work = Path(tmp)
-        results.update(head_to_head(work, args))
-        results["events"] = events.run(work, args.events)
-        results["classify"] = classify.run(work, args.dsns, args.clients)
-        results["web"] = web.run(work, args.web_members)
+        if "relay" in parts:
+            results.update(head_to_head(work, args))
+        if "events" in parts:
+            results["events"] = events.run(work, args.events)
+        if "classify" in parts:
+            results["classify"] = classify.run(work, args.dsns, args.clients)
+        if "web" in parts:
+            results["web"] = web.run(work, args.web_members)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

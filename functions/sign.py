@@ -46,7 +46,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             SigningKey(domain, key_pairs.ed25519_selector(base), row["dkim_ed_privkey"]),
             *operator_keys.signing_identities(context.settings.stateDir, context.settings.operatorDomain, now)]
     try:
-        signed, signatures = sign_message(prepared.message, keys)
+        signed, signatures = sign_message(prepared.message, keys, prepared.parts)
     except SigningError as exc:
         raise SignRefused(replies.MESSAGE_MALFORMED.format(detail=str(exc)), detail=str(exc)) from exc
     return {

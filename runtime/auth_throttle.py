@@ -62,7 +62,8 @@ class Attempt:
 class AuthThrottle:
     """A login that can wait: `begin(address_key(peer), username_key(name))`, sleep `wait` (or refuse when
     `refused`), check, then `failed`, `succeeded` or `abandon`. A caller that cannot wait its turn (an HTTP
-    request) reads `delay_for(...)`, refuses while it is non-zero, and calls `record_failure` / `record_success`.
+    request) reads `delay_for(...)` and refuses while it is non-zero; `record_failure` counts a failure that had
+    no attempt begun for it.
     """
 
     def __init__(self, path: Path, limit: int, window: float, base_delay: float, max_delay: float,
@@ -103,12 +104,6 @@ class AuthThrottle:
             self._db.executemany("INSERT INTO auth_failures (key, at) VALUES (?, ?)", [(k, now) for k in keys])
             self._wrote(now)
 
-    def record_success(self, key: str) -> None:
-        """Forget `key`'s failures (a username whose right key was given); other keys keep theirs."""
-        with self._lock:  # a read first: nearly every login has nothing to forget, and a write locks the file
-            if self._db.execute("SELECT 1 FROM auth_failures WHERE key = ? LIMIT 1", (key,)).fetchone():
-                self._db.execute("DELETE FROM auth_failures WHERE key = ?", (key,))
-
     def begin(self, *keys: str) -> Attempt:
         """Count the attempt as a failure under every key now, and give it its turn (or refuse it)."""
         now, attempt_id = self._clock(), secrets.token_hex(8)
@@ -133,9 +128,12 @@ class AuthThrottle:
             return self._count(attempt.keys[0], self._clock()) if attempt.keys else 0
 
     def succeeded(self, attempt: Attempt, reset: str) -> None:
-        """The credentials were right: the attempt was no failure, and `reset` (its username) starts afresh."""
-        self.abandon(attempt)
-        self.record_success(reset)
+        """The credentials were right: the attempt was no failure, and `reset` (its username) starts afresh.
+
+        One statement: a login is the common case, and each statement on the shared file costs a lock.
+        """
+        with self._lock:
+            self._db.execute("DELETE FROM auth_failures WHERE attempt = ? OR key = ?", (attempt.id, reset))
 
     def abandon(self, attempt: Attempt) -> None:
         """The attempt decided nothing (a fault of ours): it does not count."""

@@ -102,3 +102,20 @@ def test_prepare_signs_what_was_read_and_refuses_nul():
 def test_trace_text_never_carries_a_line_break():
     assert header_section.trace_text("host\r\nX-Injected: yes\x00") == "hostX-Injected: yes"
     assert len(header_section.trace_text("a" * 500)) == 100
+
+
+def test_the_signer_reads_prepares_fields_as_it_would_read_the_message():
+    """The header section is read once: the fields prepare hands the signer are what dkimpy reads in its bytes."""
+    from functions.dkim.signer import MessageSigner
+
+    message = (b"Return-Path: <x@y.test>\r\n" + MEMBER + b"To:  A  <a@recipient.test>,\r\n\t b@recipient.test \r\n"
+               b"Subject: \tfolded\r\n  twice \r\nX-Atmos-Member-Did: forged\r\nMessage-ID: <m@member.example>\r\n"
+               b"\r\nbody  with\t space \r\nbare lf\nend\r\n\r\n\r\n")
+    trace = b"Received: from helo ([192.0.2.1])\r\n\tby relay.test with ESMTPSA id Q1;\r\n\tMon, 30 Nov 2026\r\n"
+    prepared = message_headers.prepare(message, "did:plc:x", "member.example", 0.0, trace=trace)
+    assert prepared.message.startswith(trace)
+    read, given = MessageSigner(prepared.message), MessageSigner.of_parts(*prepared.parts)
+    assert [tuple(h) for h in given.headers] == [tuple(h) for h in read.headers]
+    assert (given.include, given.signed_fields, given.body_hash) == (read.include, read.signed_fields, read.body_hash)
+    with pytest.raises(MalformedHeaderSection):
+        message_headers.prepare(message, "did:plc:x", "member.example", 0.0, trace=b"Received: x\r\n\r\nX: y\r\n")

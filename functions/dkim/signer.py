@@ -14,7 +14,7 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,20 +72,35 @@ class MessageSigner:
 
     def __init__(self, message: bytes) -> None:
         try:
-            self.headers, body = dkim.rfc822_parse(message)
+            headers, body = dkim.rfc822_parse(message)
         except dkim.MessageFormatError as exc:
             raise SigningError(f"cannot parse message: {exc}") from exc
+        self._read(headers, body)
+
+    @classmethod
+    def of_parts(cls, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> "MessageSigner":
+        """A message whose header section is already read (message_headers.prepare): no second parse.
+
+        `headers` are (name, value) as dkim.rfc822_parse gives them: the value is everything after the
+        colon, continuation lines and CRLFs included; `body` follows the empty line.
+        """
+        signer = cls.__new__(cls)
+        signer._read(list(headers), body)
+        return signer
+
+    def _read(self, headers: list, body: bytes) -> None:
+        self.headers = headers
         self.policy = CanonicalizationPolicy.from_c_value(CANONICALIZATION)
-        self.canonical_headers = self.policy.canonicalize_headers(self.headers)
-        canonical_body = self.policy.canonicalize_body(body)
-        self.body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest())
+        self.body_hash = base64.b64encode(hashlib.sha256(self.policy.canonicalize_body(body)).digest())
         present = [name.lower() for name, _ in self.headers]
         if b"from" not in present:
             raise SigningError("the message has no From header")
         self.include = tuple(h for h in present if h in SIGNED) + tuple(h for h in OVERSIGNED if h in present)
         # What dkim.hash_headers feeds the hash before the signature's own field, the same for every signature.
-        self.signed_fields = b"".join(
-            name + b":" + value for name, value in dkim.select_headers(self.canonical_headers, self.include))
+        # Selecting by name before canonicalising is the same selection (it compares lower-cased names) and
+        # spares canonicalising the fields no signature covers.
+        selected = self.policy.canonicalize_headers(dkim.select_headers(self.headers, self.include))
+        self.signed_fields = b"".join(name + b":" + value for name, value in selected)
 
     def sign(self, domain: str, selector: str, private_pem: str, timestamp: int | None = None) -> Signature:
         key, is_rsa = _signing_key(private_pem)
@@ -117,8 +132,12 @@ class MessageSigner:
         return Signature(domain, selector, algorithm.decode(), b"DKIM-Signature: " + value)
 
 
-def sign_message(message: bytes, keys: Iterable[SigningKey]) -> tuple[bytes, list[Signature]]:
-    """The message with one DKIM-Signature per key in front, canonicalised and hashed once for all of them."""
-    signer = MessageSigner(message)
+def sign_message(message: bytes, keys: Iterable[SigningKey],
+                 parts: tuple[Sequence[tuple[bytes, bytes]], bytes] | None = None) -> tuple[bytes, list[Signature]]:
+    """The message with one DKIM-Signature per key in front, canonicalised and hashed once for all of them.
+
+    `parts`, the message's (headers, body) already read (message_headers.Prepared.parts), saves reading it again.
+    """
+    signer = MessageSigner(message) if parts is None else MessageSigner.of_parts(*parts)
     signatures = [signer.sign(key.domain, key.selector, key.private_pem) for key in keys]
     return b"".join(s.header for s in signatures) + message, signatures

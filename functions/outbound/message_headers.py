@@ -28,6 +28,28 @@ class Prepared:
     message: bytes
     message_id: str
     added: tuple[str, ...]
+    # The message's fields as (name, value after the colon) and its body: what the signer would read again.
+    fields: tuple[tuple[bytes, bytes], ...] = ()
+    body: bytes = b""
+
+    @property
+    def parts(self) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+        return self.fields, self.body
+
+
+def _trace_fields(trace: bytes) -> list[bytes]:
+    """The trace fields put on top, read as strictly as the member's own: what is signed is what was read."""
+    if not trace:
+        return []
+    section = header_section.read(trace)
+    if section.body:
+        raise header_section.MalformedHeaderSection("the trace fields hold an empty line")
+    return [f.raw for f in section.fields]
+
+
+def _name_value(field: bytes) -> tuple[bytes, bytes]:
+    name, _, value = field.partition(b":")
+    return name, value
 
 
 def split(message: bytes) -> tuple[list[bytes], bytes]:
@@ -85,5 +107,6 @@ def prepare(message: bytes, did: str, domain: str, now: float, trace: bytes = b"
         bottom.append(f"Date: {format_datetime(datetime.fromtimestamp(now, timezone.utc))}\r\n".encode())
         added.append("Date")
     body = header_section.crlf_body(section.body)
-    out = trace + b"".join([*top, *(f.raw for f in kept), *bottom]) + b"\r\n" + body
-    return Prepared(out, message_id, tuple(added))
+    fields = [*_trace_fields(trace), *top, *(f.raw for f in kept), *bottom]
+    out = b"".join(fields) + b"\r\n" + body
+    return Prepared(out, message_id, tuple(added), tuple(_name_value(f) for f in fields), body)
