@@ -32,9 +32,10 @@ from runtime.spool_segments import Placement, SegmentFiles
 from runtime.store import Store
 
 FINAL_STATES = ("delivered", "failed", "expired")
-# How a row is shown: queued ones split into frozen, held (never tried, not yet due) and queued. One `?`: now.
+# How a row is shown: queued ones split into frozen, held (by the caller, until a time not yet come) and
+# queued. A row put back after a failed run is not held, whatever its due time. One `?`: now.
 SHOWN_STATE = ("CASE WHEN state = 'queued' AND frozen = 1 THEN 'frozen'"
-               " WHEN state = 'queued' AND attempts = 0 AND next_attempt_at > ? THEN 'held' ELSE state END")
+               " WHEN state = 'queued' AND held_until > ? THEN 'held' ELSE state END")
 SHOWN_STATES = ("queued", "held", "frozen") + FINAL_STATES
 
 
@@ -60,13 +61,18 @@ class Placing:
 
     def register(self, conn: sqlite3.Connection, recipients: Iterable[tuple[str, str]], now: float,
                  not_before: float | None = None, owner: str | None = None) -> None:
-        """Rows for the message and each (recipient, route), in the caller's transaction, due at `not_before`."""
+        """Rows for the message and each (recipient, route), in the caller's transaction, due at `not_before`.
+
+        A `not_before` later than now holds the rows until then (shown `held`).
+        """
         conn.execute("INSERT INTO spool_messages (queue_id, segment, position, length, created_at)"
                      " VALUES (?, ?, ?, ?, ?)", (self.queue_id, *self.place, now))
+        due = not_before or now
+        held_until = due if due > now else None
         conn.executemany(
             "INSERT INTO spool_recipients (queue_id, recipient, route, state, attempts, next_attempt_at,"
-            " created_at, updated_at, owner) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
-            [(self.queue_id, rcpt, route, not_before or now, now, now, owner) for rcpt, route in recipients])
+            " created_at, updated_at, owner, held_until) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+            [(self.queue_id, rcpt, route, due, now, now, owner, held_until) for rcpt, route in recipients])
         self.registered = True
 
 
@@ -200,7 +206,7 @@ class Spool:
                 untried: bool = False) -> list[sqlite3.Row]:
         """An owner's queued rows in arrival order, each with its shown state (queued, held, frozen)."""
         return conn.execute(
-            f"SELECT queue_id, recipient, attempts, next_attempt_at, created_at, {SHOWN_STATE} AS shown"
+            f"SELECT queue_id, recipient, attempts, next_attempt_at, created_at, held_until, {SHOWN_STATE} AS shown"
             " FROM spool_recipients WHERE owner = ? AND state = 'queued' AND (? IS NULL OR frozen = ?)"
             " AND (? = 0 OR attempts = 0) ORDER BY created_at, queue_id",
             (now, owner, frozen, frozen, int(untried))).fetchall()
@@ -213,8 +219,8 @@ class Spool:
 
     def postpone(self, conn: sqlite3.Connection, queue_id: str, not_before: float) -> None:
         """Move a message's untried rows to a new due time (a held message planned again)."""
-        conn.execute("UPDATE spool_recipients SET next_attempt_at = ? WHERE queue_id = ? AND state = 'queued'"
-                     " AND attempts = 0", (not_before, queue_id))
+        conn.execute("UPDATE spool_recipients SET next_attempt_at = ?, held_until = ? WHERE queue_id = ?"
+                     " AND state = 'queued' AND attempts = 0", (not_before, not_before, queue_id))
 
     def purge(self, conn: sqlite3.Connection, owner: str, now: float) -> dict[str, int]:
         """Delete an owner's queued rows (never to be attempted) and the messages left without rows."""
@@ -344,5 +350,11 @@ MIGRATIONS = [
     ALTER TABLE spool_recipients ADD COLUMN owner TEXT;
     ALTER TABLE spool_recipients ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX spool_owner ON spool_recipients (owner, state);
+    """,
+    # 4: until when the caller holds a row (held is told apart from a row put back after a failed run)
+    """
+    ALTER TABLE spool_recipients ADD COLUMN held_until REAL;
+    UPDATE spool_recipients SET held_until = next_attempt_at WHERE state = 'queued' AND attempts = 0
+        AND next_attempt_at > updated_at;
     """,
 ]

@@ -68,7 +68,7 @@ def _shown_state() -> str:
     """A waiting row's name as the spool shows it (runtime.spool.SHOWN_STATE), with deferred (tried, due again
     later) told apart from queued, which a member asks about. One `?`: now."""
     return ("CASE WHEN r.frozen = 1 THEN 'frozen'"
-            " WHEN r.state = 'queued' AND r.attempts = 0 AND r.next_attempt_at > ? THEN 'held'"
+            " WHEN r.state = 'queued' AND r.held_until > ? THEN 'held'"
             " WHEN r.state = 'queued' AND r.attempts > 0 THEN 'deferred' ELSE r.state END")
 
 

@@ -42,16 +42,21 @@ def notice_at_cap(conn: sqlite3.Connection, context: LambdaContext, did: str, de
 
 
 def _messages(rows: list[sqlite3.Row]) -> "OrderedDict[str, tuple[float, int]]":
-    """Queue id -> (due time, untried recipients), in arrival order."""
+    """Queue id -> (time counted, untried recipients), in arrival order.
+
+    A held message was counted at the time it is held until, any other when it was spooled; its due time
+    may since have moved (a failed run puts rows back for later) and says nothing about the count.
+    """
     found: OrderedDict[str, tuple[float, int]] = OrderedDict()
     for row in rows:
-        due, count = found.get(row["queue_id"], (row["next_attempt_at"], 0))
+        counted = row["held_until"] if row["held_until"] is not None else row["created_at"]
+        due, count = found.get(row["queue_id"], (counted, 0))
         found[row["queue_id"]] = (due, count + 1)
     return found
 
 
 def give_back(conn: sqlite3.Connection, did: str, rows: list[sqlite3.Row]) -> int:
-    """Uncount untried rows from the buckets they were counted in (their due time); the recipients given back."""
+    """Uncount untried rows from the buckets they were counted in; the recipients given back."""
     for due, count in _messages(rows).values():
         limits.unrecord(conn, did, count, due)
     return len(rows)
@@ -85,5 +90,5 @@ def replan_held(conn: sqlite3.Connection, context: LambdaContext, did: str) -> i
 
 def members_holding(conn: sqlite3.Connection, now: float) -> list[str]:
     return [r[0] for r in conn.execute(
-        "SELECT DISTINCT owner FROM spool_recipients WHERE state = 'queued' AND frozen = 0 AND attempts = 0"
-        " AND next_attempt_at > ? AND owner IS NOT NULL", (now,))]
+        "SELECT DISTINCT owner FROM spool_recipients WHERE state = 'queued' AND frozen = 0"
+        " AND held_until > ? AND owner IS NOT NULL", (now,))]
