@@ -172,7 +172,7 @@ def test_only_the_members_own_key_opens_its_page(world):
                       ("nobody.example", member["apiKey"])):
         status, body, headers = member_get(relay, "/member/status", user, key)
         assert status == 401 and "WWW-Authenticate" in headers, (user, status, body)
-    assert len(relay.logs("member_status.auth", result="failed")) == 4
+    assert len(relay.wait_for("member_status.auth", result="failed", count=4)) == 4
     assert standing(relay, member, user=DID)["did"] == DID
     mine = standing(relay, member, user=DOMAIN)
     assert mine["did"] == DID and [d["domain"] for d in mine["domains"]] == [DOMAIN]
@@ -217,7 +217,7 @@ def test_repeated_failures_are_throttled_with_smtp_auth_in_one_count(mail_relay,
     # The next turn (8 s) is further off than a request waits: refused unchecked, even with the right key.
     status, body, headers = member_get(relay, "/member/status.json", DOMAIN, member["apiKey"])
     assert status == 429 and int(headers["Retry-After"]) > 5, (status, body)
-    lines = relay.logs("member_status.auth_throttled")
+    lines = relay.wait_for("member_status.auth_throttled", count=5)  # the log may trail the HTTP answer
     assert [line["refused"] for line in lines] == [False, False, False, False, True]
     assert {(line["username"], line["client"]) for line in lines} == {(DOMAIN, "127.0.0.1")}
 
@@ -300,7 +300,8 @@ def test_a_member_removes_a_bounce_suppression_but_not_a_complaint(world):
     angry = urllib.parse.quote("angry@recipient.test")
     status, body, _ = relay.http("DELETE", f"/member/suppressions/{angry}", token=None, headers=basic(DOMAIN, key))
     assert status == 403 and "recipient's wish" in body["error"]
-    assert [line["recipient"] for line in relay.logs("suppression.remove_refused", did=DID)] == ["angry@recipient.test"] * 2
+    refused = relay.wait_for("suppression.remove_refused", did=DID, count=2)
+    assert [line["recipient"] for line in refused] == ["angry@recipient.test"] * 2
     listed = {e["recipient"]: e for e in standing(relay, member)["suppressions"]["entries"]}
     assert listed["angry@recipient.test"]["source"] == "operator" and not listed["angry@recipient.test"]["removable"]
     s = session(relay, "submission")
