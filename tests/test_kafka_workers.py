@@ -68,11 +68,11 @@ def test_two_workers_share_the_partitions_and_a_killed_one_loses_nothing(kafka_r
         # relay_events keeps one row per action id, so the set says it: every action has its result, no other.
         ids = [r["__action_id"] for r in results(relay)]
         assert sorted(ids) == sorted(a["data"]["action_id"] for a in first + second)
-        last = {}
-        for r in results(relay):
-            last[r["SenderDid"]] = r
+        # An action the killed worker had not committed is read again by the survivor, after later ones
+        # perhaps: the highest count a member reached says nothing was lost (19) or counted twice (21).
         for did in MEMBERS:
-            assert last[did]["Figures"]["sends_1h"] == pytest.approx(20, abs=0.01), did
+            reached = max(r["Figures"]["sends_1h"] for r in results(relay) if r["SenderDid"] == did)
+            assert reached == pytest.approx(20, abs=0.01), did
         survivor = workers[1].proc.pid
         assert any(r["ProcessedBy"].endswith(f":{survivor}") for r in results(relay)[len(first):])
     finally:
