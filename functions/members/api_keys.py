@@ -1,6 +1,7 @@
 """Member API keys: shown once, stored only as a salted argon2id hash (PyNaCl)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -38,9 +39,12 @@ def verify_api_key(stored_hash: str, candidate: str) -> bool:
         return False
 
 
-# Verified against when a username is unknown, so a miss costs what a hit costs
-# and response time does not reveal which DIDs and domains are enrolled.
-DUMMY_HASH = hash_api_key(secrets.token_urlsafe(16))
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when a username is unknown, so a miss costs what a hit costs and response time
+    does not reveal which DIDs and domains are enrolled. Made on first use: every relay process and CLI
+    command imports this module, few of them check a key."""
+    return hash_api_key(secrets.token_urlsafe(16))
 
 
 class VerifiedKeys:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from functions.members.api_keys import DUMMY_HASH, verified_keys, verify_api_key
+from functions.members.api_keys import dummy_hash, verified_keys, verify_api_key
 from functions.members.registry import DomainCredentials, credentials_for
 
 
@@ -34,7 +34,7 @@ def check(conn: sqlite3.Connection, username: str, password: str) -> Login | Non
     """The member whose DID or domain is `username` and whose API key is `password`, else None."""
     member, candidates = credentials_for(conn, username)
     if not candidates or member is None:
-        verify_api_key(DUMMY_HASH, password)
+        verify_api_key(dummy_hash(), password)
         return None
     for candidate in candidates:
         if verified_keys.verify(candidate.api_key_hash, password):
