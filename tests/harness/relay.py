@@ -129,7 +129,7 @@ class Relay:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args).stdout)
 
-    def member(self, action: str, did: str, **fields: Any) -> Any:
+    def call_member(self, action: str, did: str, **fields: Any) -> Any:
         """The `member` function's answer, as `atmos-relay member <action>` prints it.
 
         A running relay is asked through its invoke API, as an operator's boto3 would (one HTTP request
@@ -179,14 +179,14 @@ class Relay:
         A proven domain is asserted verified: a test that sends mail starts from a member that may.
         """
         prove = approve if prove is None else prove
-        enrolled = self.member("enroll", did, domain=domain)
+        enrolled = self.call_member("enroll", did, domain=domain)
         if prove:
             assert self.proofs is not None, "this relay has no DNS and atproto to prove domains in"
             self.proofs.prove(enrolled)
         if approve:
-            shown = self.member("approve", did)
+            shown = self.call_member("approve", did)
         elif prove:
-            shown = self.member("verify", did)
+            shown = self.call_member("verify", did)
         if prove:
             claim = next(d for d in shown["domains"] if d["domain"] == enrolled["domain"])
             assert claim["verification"] == "verified", claim
