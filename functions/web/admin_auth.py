@@ -32,11 +32,6 @@ COOKIE = "atmos_admin"
 SESSION_SECONDS = 12 * 3600
 LOGIN_COOKIE = "atmos_login"
 LOGIN_FORM_SECONDS = 3600
-SAFE_METHODS = ("GET", "HEAD")
-
-
-class AuthorizerMissing(RuntimeError):
-    """An admin function ran without the gateway's verdict: its serverless.yml entry lost `authorizer:`."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +174,7 @@ def _caller(event: dict, context: LambdaContext, conn: sqlite3.Connection) -> Ad
     if token is None:
         return denied(event, had_credentials=False)
     admin = Admin("session", csrf=csrf_token(conn, token))
-    if http_api.method(event) not in SAFE_METHODS:
+    if http_api.method(event) not in http_api.SAFE_METHODS:
         submitted = http_api.form(event).get("csrf", "")
         if not (submitted and hmac.compare_digest(submitted, admin.csrf)):
             return http_api.error(event, 403, "missing or stale CSRF token")
@@ -207,7 +202,7 @@ def authorize(event: dict, context: LambdaContext) -> dict:
 
 def admin_of(event: dict) -> Admin:
     """The admin the gateway's authorizer let through; never a default."""
-    verdict = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
-    if not isinstance(verdict, dict) or verdict.get("via") not in ("bearer", "session"):
-        raise AuthorizerMissing("admin route reached without admin-authorizer's verdict")
+    verdict = http_api.authorizer_verdict(event)
+    if verdict.get("via") not in ("bearer", "session"):
+        raise http_api.AuthorizerMissing("admin route reached without admin-authorizer's verdict")
     return Admin(verdict["via"], verdict.get("csrf", ""), verdict.get("did", ""))

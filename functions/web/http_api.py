@@ -16,6 +16,17 @@ from runtime.payload import json_depth
 
 MAX_JSON_DEPTH = 32
 MAX_FORM_FIELDS = 256
+SAFE_METHODS = ("GET", "HEAD")
+
+
+class AuthorizerMissing(RuntimeError):
+    """A route ran without its gateway authorizer's verdict: its serverless.yml entry lost `authorizer:`."""
+
+
+def authorizer_verdict(event: dict) -> dict:
+    """What the route's authorizer (serverless.yml `authorizer:`) returned as context; {} when none ran."""
+    verdict = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
+    return verdict if isinstance(verdict, dict) else {}
 
 
 def header(event: dict, name: str, default: str = "") -> str:

@@ -35,11 +35,6 @@ from runtime.context import LambdaContext
 REALM = 'Basic realm="Atmosphere Mail member", charset="UTF-8"'
 # The longest turn a request waits for before its credentials are checked; a later turn gets 429.
 MAX_WAIT = 5.0
-SAFE_METHODS = ("GET", "HEAD")
-
-
-class AuthorizerMissing(RuntimeError):
-    """A member route ran without the gateway's verdict: its serverless.yml entry lost `authorizer:`."""
 
 
 @dataclass(frozen=True)
@@ -130,14 +125,14 @@ def authorize(event: dict, context: LambdaContext) -> dict:
 
 def _needs_csrf(event: dict) -> bool:
     method = http_api.method(event)
-    if method in SAFE_METHODS or method == "DELETE":
+    if method in http_api.SAFE_METHODS or method == "DELETE":
         return False
     return not http_api.header(event, "content-type").lower().startswith("application/json")
 
 
 def member_of(event: dict) -> Member:
     """The member the gateway's authorizer let through; never a default."""
-    verdict = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
-    if not isinstance(verdict, dict) or not verdict.get("did"):
-        raise AuthorizerMissing("member route reached without member-authorizer's verdict")
+    verdict = http_api.authorizer_verdict(event)
+    if not verdict.get("did"):
+        raise http_api.AuthorizerMissing("member route reached without member-authorizer's verdict")
     return Member(verdict["did"], verdict.get("domain", ""), verdict.get("csrf", ""))
