@@ -117,6 +117,8 @@ class SuppressionRemoved(_Event):
     reason = fields.String(load_default="")
     source = fields.String(load_default="")
     actor = fields.String(load_default="")
+
+
 class PoolBlock(_Event):
     """A provider refusing the pool's mail (`sender_did`: the member whose mail it refused last)."""
     provider = fields.String(required=True)
