@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.certs import self_signed  # noqa: E402
+from harness.clock import ClockFile  # noqa: E402
 from harness.dns import Bind  # noqa: E402
 from harness.mx import SinkMX  # noqa: E402
 from harness.proofs import DomainProofs  # noqa: E402
@@ -59,6 +60,12 @@ def no_warmup(tmp_path) -> dict:
     path = tmp_path / "policy.yml"
     path.write_text("warming:\n  tiers: []\n")
     return {"rulesFile": str(path)}
+
+
+@pytest.fixture
+def clock(tmp_path) -> ClockFile:
+    """The relay's clock file: pass `clock.env` to the relay, then `clock.advance(seconds)`."""
+    return ClockFile(tmp_path / "clock-offset")
 
 
 @pytest.fixture

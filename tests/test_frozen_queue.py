@@ -10,7 +10,6 @@ import itertools
 
 import pytest
 
-from harness.clock import ClockFile
 from harness.relay import events_of
 from harness.smtp import message, session
 
@@ -19,11 +18,6 @@ DOMAIN = "frozen.example"
 OTHER_DID = "did:plc:bystanderbystanderbystan"
 OTHER_DOMAIN = "bystander.example"
 _numbers = itertools.count()
-
-
-@pytest.fixture
-def clock(tmp_path) -> ClockFile:
-    return ClockFile(tmp_path / "clock-offset")
 
 
 @pytest.fixture

@@ -11,20 +11,12 @@ import re
 import sqlite3
 from datetime import datetime, timezone
 
-import pytest
-
-from harness.clock import ClockFile
 from harness.relay import events_of
 from harness.smtp import message, session
 
 DID = "did:plc:heldmailheldmailheldmail"
 DOMAIN = "held.example"
 _recipients = itertools.count()
-
-
-@pytest.fixture
-def clock(tmp_path) -> ClockFile:
-    return ClockFile(tmp_path / "clock-offset")
 
 
 def write_policy(tmp_path, text: str = "rules: []\n") -> str:

@@ -11,7 +11,6 @@ import sqlite3
 
 import pytest
 
-from harness.clock import ClockFile
 from harness.relay import events_of
 from harness.smtp import message, session
 
@@ -19,11 +18,6 @@ DID = "did:plc:warmupwarmupwarmupwarmup"
 DOMAIN = "warm.example"
 DAY = 86400
 _recipients = itertools.count()
-
-
-@pytest.fixture
-def clock(tmp_path) -> ClockFile:
-    return ClockFile(tmp_path / "clock-offset")
 
 
 @pytest.fixture
