@@ -38,6 +38,7 @@ def test_a_pds_on_loopback_is_refused_with_the_reason_and_the_domain_stays_unpro
     ("169.254.169.254", "link-local"), ("100.64.0.1", "not a public"), ("0.0.0.0", "unspecified"),
     ("224.0.0.1", "multicast"), ("::1", "loopback"), ("fe80::1", "link-local"), ("fc00::1", "private"),
     ("::ffff:127.0.0.1", "loopback"), ("::ffff:10.0.0.1", "private"),
+    ("2002:7f00:1::1", "loopback"), ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 carrying 127.0.0.1, 169.254.x
 ])
 def test_addresses_of_the_operators_network_are_refused(address, why):
     assert why in pds_fetch.address_refusal(address)
