@@ -113,6 +113,7 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
     did = envelope.get("did", "")
     message_id = envelope.get("message_id", "")
     recipient = item["recipient"]
+    reading = classify(outcome.status, outcome.text, outcome.code) if outcome.code >= 400 else None
 
     def record(conn) -> None:
         context.spool.settle(
@@ -123,11 +124,11 @@ def _settle(context: LambdaContext, queue_id: str, envelope: dict, item: dict, o
                 "sender_did": did, "message_id": message_id, "queue_id": queue_id, "recipient": recipient,
                 "status": status, "mx": outcome.mx, "smtp_code": outcome.code, "smtp_status": outcome.status,
                 "smtp_text": outcome.text[:500], "attempt": attempt}, when=now)
-            pool_blocks.after_delivery(conn, context, did, recipient, outcome.code, outcome.status, outcome.text,
+            pool_blocks.after_delivery(conn, context, did, recipient,
+                                       f"{outcome.code} {outcome.status} {outcome.text}".strip(), reading,
                                        outcome.mx, status == "delivered")
             if status == "failed" and outcome.code >= 500:
-                feedback.record_bounce(conn, context, did, recipient, classify(outcome.status, outcome.text,
-                                                                                outcome.code),
+                feedback.record_bounce(conn, context, did, recipient, reading,
                                        message_id=message_id, source="smtp", queue_id=queue_id)
 
     # Group commit: concurrent deliveries settle in one transaction and one fsync.

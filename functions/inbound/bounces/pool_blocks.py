@@ -17,7 +17,7 @@ import ipaddress
 import sqlite3
 from typing import Any
 
-from functions.inbound.bounce_reasons import classify
+from functions.inbound.bounce_reasons import Classification
 from functions.inbound.bounces.suppression_policy import about_the_pool
 from functions.members.suppression import normalize
 from functions.reputation import events
@@ -39,15 +39,14 @@ def provider_of(mx: str, recipient: str) -> str:
     return normalize(recipient).rpartition("@")[2]
 
 
-def after_delivery(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, code: int,
-                   status: str, text: str, mx: str, delivered: bool) -> None:
-    """One delivery attempt's reply: a block about the pool is recorded, a delivery clears its provider."""
+def after_delivery(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reply: str,
+                   reading: Classification | None, mx: str, delivered: bool) -> None:
+    """One delivery attempt's reply (`reading`: bounce_reasons.classify of a 4xx/5xx, else None): a block
+    about the pool is recorded, a delivery clears its provider."""
     if delivered:
         clear(conn, context, did, provider_of(mx, recipient))
-    elif code >= 400 and mx:  # a reply from the provider's MX, not a failure to reach it
-        result = classify(status, text, code)
-        observe(conn, context, did, recipient, result.reason, result.status, f"{code} {status} {text}".strip(), mx,
-                "smtp")
+    elif reading is not None and mx:  # a reply from the provider's MX, not a failure to reach it
+        observe(conn, context, did, recipient, reading.reason, reading.status, reply, mx, "smtp")
 
 
 def observe(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reason: str,
