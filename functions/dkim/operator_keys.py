@@ -106,6 +106,14 @@ def signing_keys(state_dir: str | Path, now: float) -> list[OperatorKey]:
     return list(keys.current + keys.previous) if keys.previous and keys.previous_until > now else list(keys.current)
 
 
+def all_keys(state_dir: str | Path) -> list[OperatorKey]:
+    """Current and previous keys, whatever the overlap: a report about our mail can come long after it left.
+
+    Raises FileNotFoundError before the first boot made them."""
+    keys = _files.get(path_for(state_dir))
+    return [*keys.current, *keys.previous]
+
+
 def signing_identities(state_dir: str | Path, domain: str, now: float) -> list[SigningKey]:
     """The pool's signatures for a message now (d=<operatorDomain>)."""
     return [SigningKey(domain, key.selector, key.private_pem) for key in signing_keys(state_dir, now)]

@@ -13,7 +13,6 @@ usually keeps the Message-ID, so the mark is the second proof.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import dkim.util
 
 from functions.dkim import operator_keys
 from functions.outbound import message_token
-from runtime.file_cache import FileCache
 
 _QUOTES = ("message/rfc822", "message/global")
 _HEADER_QUOTES = ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers")
@@ -77,20 +75,10 @@ def quotes(report: Message) -> list[Quote]:
     return found
 
 
-def _read_keys(path: str) -> list[operator_keys.OperatorKey]:
-    doc = json.loads(Path(path).read_text())
-    keys = list(doc.get("keys") or []) + list((doc.get("previous") or {}).get("keys") or [])
-    return [operator_keys.OperatorKey(**key) for key in keys]
-
-
-# Asked for every report that comes in; read again only when rotation replaces the file.
-_key_files: FileCache[list[operator_keys.OperatorKey]] = FileCache(_read_keys)
-
-
 def operator_records(state_dir: str | Path, operator_domain: str) -> dict[str, bytes]:
     """The relay's own DKIM key records, current and previous (a report can come long after the sending)."""
     try:
-        keys = _key_files.get(operator_keys.path_for(state_dir))
+        keys = operator_keys.all_keys(state_dir)
     except FileNotFoundError:
         return {}
     records = {}
