@@ -43,10 +43,14 @@ def _principal(event: dict) -> dict:
     return principal
 
 
-def _reject(context: LambdaContext, did: str, reason: str, reply, detail: str = "", **extra) -> SubmissionRefused:
+def _reject(context: LambdaContext, did: str, reason: str, reply, detail: str = "", also=None,
+            **extra) -> SubmissionRefused:
+    """The refusal, recorded as `relay_rejected` (with `also(conn)` in the same transaction)."""
     with context.store.transaction() as conn:
         events.emit(conn, context, "relay_rejected",
                     {"sender_did": did, "reject_reason": reason, "detail": detail or reply.text, **extra})
+        if also is not None:
+            also(conn)
     return SubmissionRefused(reply, detail=detail)
 
 
@@ -69,11 +73,8 @@ def on_rcpt(event: dict, context: LambdaContext) -> dict:
 def _over_cap(context: LambdaContext, did: str, decision: limits.Decision, **extra) -> SubmissionRefused:
     """A refusal at a cap: recorded as `relay_rejected`, and the member told it is at a cap (once a while)."""
     reply = decision.reply
-    with context.store.transaction() as conn:
-        events.emit(conn, context, "relay_rejected",
-                    {"sender_did": did, "reject_reason": "rate_limited", "detail": reply.text, **extra})
-        holding.notice_at_cap(conn, context, did, decision, "refused")
-    return SubmissionRefused(reply, detail=reply.text)
+    return _reject(context, did, "rate_limited", reply, detail=reply.text,
+                   also=lambda conn: holding.notice_at_cap(conn, context, did, decision, "refused"), **extra)
 
 
 def from_domains(content: bytes) -> list[str]:
