@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench setup test-deps clean
+.PHONY: run test bench setup test-deps bytecode clean
 
 setup: $(STAMP)
 
@@ -14,10 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The project's own bytecode: an editable install leaves it uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set every relay, edge and CLI process would compile it again.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 -x '/(node_modules|\.cache)/' runtime functions stream_apps tests bench
+
+run: bytecode
 	$(BIN)/atmos-relay serve $(if $(CONFIG),--config $(CONFIG))
 
-test-deps: $(STAMP)
+test-deps: bytecode
 	bash tests/setup/install-deps.sh
 
 # The tests mostly wait on the processes they start (relays, BIND, MX, Kafka),

@@ -59,7 +59,9 @@ def admin_token(settings: Settings, log: JsonLog, announce: bool) -> str:
     return token
 
 
-def build(settings: Settings, log: JsonLog, *, announce_token: bool = False, eager: bool = True) -> Platform:
+def build(settings: Settings, log: JsonLog, *, announce_token: bool = False, eager: bool = True,
+          preloaded: dict[str, float] | None = None) -> Platform:
+    """`preloaded`: the fingerprint of handlers this process already imported (runtime/edge_forkserver.py)."""
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
@@ -71,7 +73,7 @@ def build(settings: Settings, log: JsonLog, *, announce_token: bool = False, eag
     clock = Clock.from_environment()
     services = Services(settings=settings, log=log, store=store, bus=EventBus(store),
                         spool=Spool(state / "queue", store, log, clock), clock=clock)
-    runtime = FunctionRuntime(services, manifest_path(settings))
+    runtime = FunctionRuntime(services, manifest_path(settings), preloaded)
     deployment = runtime.load(eager=eager)
     if deployment.manifest.migrations:
         migrations = deployment.resolve(deployment.manifest.migrations)

@@ -18,6 +18,7 @@ from runtime.bootstrap import build, manifest_path
 from runtime.command_platform import CliError, invoke, platform_for, print_json
 from runtime.errors import ManifestError
 from runtime.inspection_commands import inspection_commands
+from runtime.invoker import preload_handlers
 from runtime.jsonlog import JsonLog, install_stdlib_bridge
 from runtime.manifest import (
     HttpTrigger,
@@ -51,21 +52,34 @@ def describe_trigger(trigger: Any) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from runtime.edge_forkserver import EdgeForkServer
     from runtime.server import serve
 
-    platform = platform_for(args, announce_token=True, quiet=False, eager=True)
-    return serve(platform)
+    settings = load_settings(args.config)
+    log = JsonLog()
+    install_stdlib_bridge(log)
+    forks = None
+    if settings.smtp.processes:  # before the store is opened or a thread started
+        forks = EdgeForkServer.start(lambda: preload_handlers(manifest_path(settings)), forked_edge, log)
+    platform = build(settings, log, announce_token=True, eager=True,
+                     preloaded=forks.preloaded if forks else None)
+    return serve(platform, forks)
 
 
-def cmd_edge(args: argparse.Namespace) -> int:
+def cmd_edge(args: argparse.Namespace, preloaded: dict[str, float] | None = None) -> int:
     """Internal: one edge process of `serve` (see runtime/edge_processes.py)."""
     from runtime.edge_processes import parse_fds, run_edge
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until ready; the main process signals again then
     log = JsonLog(process="edge", pid=os.getpid())  # every line says which edge wrote it
     install_stdlib_bridge(log)
-    platform = build(load_settings(args.config), log)
+    platform = build(load_settings(args.config), log, preloaded=preloaded)
     return run_edge(platform, parse_fds(args.listen_fds), args.parent, args.slot)
+
+
+def forked_edge(argv: list[str], preloaded: dict[str, float]) -> int:
+    """An edge forked by the fork server: `edge` with its arguments, the handlers already imported."""
+    return cmd_edge(parser().parse_args(argv), preloaded)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

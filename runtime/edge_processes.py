@@ -16,14 +16,15 @@ across all edges, in a table the main process creates and each edge maps
 (runtime/client_connection_table.py); an edge's slot there is its column,
 cleared by the edge that takes the slot over after a crash.
 
-The supervisor restarts an edge that dies; an edge dies with the main
-process (PR_SET_PDEATHSIG), so a kill -9 of the relay leaves nothing
-accepting mail that nobody would deliver.
+Edges are forks of the fork server (runtime/edge_forkserver.py), which
+holds the relay's imported code, and new interpreters only when it cannot
+be had. The supervisor restarts an edge that dies; an edge dies with the
+main process (PR_SET_PDEATHSIG, through the fork server), so a kill -9 of
+the relay leaves nothing accepting mail that nobody would deliver.
 """
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import os
 import signal
@@ -36,6 +37,7 @@ from runtime import client_connection_table as table
 from runtime import doorbell as bell
 from runtime.bootstrap import Platform
 from runtime.doorbell import Doorbell
+from runtime.edge_forkserver import EdgeForkServer, ForkedEdge, ForkServerGone, die_with_parent
 from runtime.jsonlog import JsonLog
 from runtime.settings import Settings
 
@@ -43,7 +45,6 @@ EDGE_LISTENERS = ("submission", "smtps")
 RESTART_PAUSE = 1.0
 READY_TIMEOUT = 60.0
 BIND_PATIENCE = 10.0
-PR_SET_PDEATHSIG = 1
 
 
 class EdgeStartFailed(Exception):
@@ -53,12 +54,13 @@ class EdgeStartFailed(Exception):
 class EdgeSupervisor:
     """Main-process side: binds the edge sockets, starts and restarts the edges, relays deploys."""
 
-    def __init__(self, settings: Settings, log: JsonLog) -> None:
+    def __init__(self, settings: Settings, log: JsonLog, forks: EdgeForkServer | None = None) -> None:
         self.settings = settings
         self.log = log
+        self.forks = forks
         self.count = settings.smtp.processes
         self.sockets: dict[str, socket.socket] = {}
-        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._procs: dict[int, asyncio.subprocess.Process | ForkedEdge] = {}
         self._seen = threading.Condition()
         self._ready: set[int] = set()
         self._deployed: dict[int, int] = {}
@@ -93,23 +95,32 @@ class EdgeSupervisor:
                     self._deployed[pid] = self._deployed.get(pid, 0) + 1
                 self._seen.notify_all()
 
-    def _command(self, slot: int) -> list[str]:
-        fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets.items())
-        cmd = [sys.executable, "-m", "runtime.cli", "edge", "--listen-fds", fds, "--parent", str(os.getpid()),
-               "--slot", str(slot)]
+    def _arguments(self, slot: int, parent: int) -> list[str]:
+        args = ["edge", "--parent", str(parent), "--slot", str(slot)]
         if self.settings.source != "built-in defaults":
-            cmd += ["--config", os.path.abspath(self.settings.source)]
-        return cmd
+            args += ["--config", os.path.abspath(self.settings.source)]
+        return args
 
-    async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            *self._command(slot), pass_fds=[s.fileno() for s in self.sockets.values()],
-            stdin=asyncio.subprocess.DEVNULL)
+    async def _spawn(self, slot: int) -> asyncio.subprocess.Process | ForkedEdge:
+        """A fork of the fork server when there is one, else a new interpreter."""
+        proc: asyncio.subprocess.Process | ForkedEdge | None = None
+        if self.forks is not None and not self.forks.gone:
+            try:
+                proc = await self.forks.spawn(self._arguments(slot, self.forks.pid), self.sockets)
+            except ForkServerGone as exc:
+                self.log.error("edge.forkserver_lost", pid=self.forks.pid, error=str(exc))
+        if proc is None:
+            fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets.items())
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runtime.cli", *self._arguments(slot, os.getpid()), "--listen-fds", fds,
+                pass_fds=[s.fileno() for s in self.sockets.values()], stdin=asyncio.subprocess.DEVNULL)
         self._procs[slot] = proc
         return proc
 
     async def start(self) -> None:
         """Start every edge and wait until each is accepting."""
+        if self.forks is not None:
+            self.forks.attach(asyncio.get_running_loop())
         started = [await self._spawn(slot) for slot in range(self.count)]
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -172,15 +183,10 @@ class EdgeSupervisor:
                     proc.kill()
         for task in self._tasks:
             task.cancel()
+        if self.forks is not None:
+            self.forks.close()
         for sock in self.sockets.values():
             sock.close()
-
-
-def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def parse_fds(text: str) -> dict[str, int]:
@@ -198,7 +204,7 @@ def run_edge(platform: Platform, fds: dict[str, int], parent: int, slot: int) ->
 
     `slot` is this edge's column of the shared per-client counts, cleared here before accepting.
     """
-    _die_with_parent(parent)
+    die_with_parent(parent)
     from runtime.open_files import raise_soft_limit
     from runtime.smtp_edge import SmtpEdge
     from runtime.tls import server_context

@@ -90,6 +90,27 @@ def _source_times(packages: tuple[str, ...]) -> dict[str, float]:
     return times
 
 
+def _unchanged(fingerprint: dict[str, float]) -> bool:
+    try:
+        return bool(fingerprint) and all(Path(p).stat().st_mtime == m for p, m in fingerprint.items())
+    except OSError:
+        return False
+
+
+def preload_handlers(manifest_path: str | Path) -> dict[str, float]:
+    """Import every handler before the edge fork server forks (runtime/edge_forkserver.py).
+
+    Returns the sources' fingerprint; `FunctionRuntime(preloaded=...)` keeps these modules on
+    its first load, in this process or a fork of it, if no source changed since.
+    """
+    manifest = load_manifest(manifest_path)
+    root = str(manifest.path.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    HandlerTable(manifest).import_all()
+    return _source_times(manifest.reload_packages)
+
+
 def _drop_stale_bytecode(fingerprint: dict[str, float]) -> None:
     """pyc files are validated by whole-second mtime and size; an edit within a second can hide."""
     for path, mtime in fingerprint.items():
@@ -101,8 +122,10 @@ def _drop_stale_bytecode(fingerprint: dict[str, float]) -> None:
 
 
 class FunctionRuntime:
-    def __init__(self, services: Services, manifest_path: str | Path) -> None:
+    def __init__(self, services: Services, manifest_path: str | Path,
+                 preloaded: dict[str, float] | None = None) -> None:
         self.services = services
+        self._preloaded = preloaded or {}
         self.manifest_path = Path(manifest_path)
         self._lock = threading.Lock()
         self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
@@ -123,7 +146,8 @@ class FunctionRuntime:
             root = str(manifest.path.parent)
             if root not in sys.path:
                 sys.path.insert(0, root)
-            previous = _purge(manifest.reload_packages)
+            keep = self.current is None and _unchanged(self._preloaded)
+            previous = {} if keep else _purge(manifest.reload_packages)
             if self.current is not None:
                 _drop_stale_bytecode(self.current.fingerprint)
             importlib.invalidate_caches()

@@ -25,6 +25,8 @@ WEBSOCKET_LISTENERS = ("labeler",)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "ANY")
 _RATE = re.compile(r"^rate\((\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\)$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# libyaml's safe loader when PyYAML was built with it: ten times faster, read by every process at start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ def load_manifest(path: str | Path) -> Manifest:
     """Parse and validate serverless.yml; every problem names its function."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest not found: {path}") from exc
     except yaml.YAMLError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from runtime import doorbell as bell
 from runtime.bootstrap import Platform
 from runtime.doorbell import Doorbell
+from runtime.edge_forkserver import EdgeForkServer
 from runtime.edge_processes import EDGE_LISTENERS, EdgeStartFailed, EdgeSupervisor
 from runtime.http_gateway import HttpServer, create_app
 from runtime.manifest import StartupTrigger
@@ -49,8 +50,9 @@ def write_deployment_record(platform: Platform) -> None:
 
 
 class Relay:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, forks: EdgeForkServer | None = None) -> None:
         self.platform = platform
+        self.forks = forks
         self.settings = platform.settings
         self.services = platform.services
         self.runtime = platform.runtime
@@ -107,7 +109,7 @@ class Relay:
 
         if self.settings.smtp.processes:
             doorbell = Doorbell(self.settings.state_path)
-            self.edges = EdgeSupervisor(self.settings, self.log)
+            self.edges = EdgeSupervisor(self.settings, self.log, self.forks)
             doorbell.listen(loop, self._on_ring)
             self.edges.bind()
             try:
@@ -179,9 +181,10 @@ class StartupFailed(Exception):
     pass
 
 
-def serve(platform: Platform) -> int:
+def serve(platform: Platform, forks: EdgeForkServer | None = None) -> int:
+    """`forks`: the edge fork server `atmos-relay serve` started before building the platform."""
     started = time.monotonic()
-    relay = Relay(platform)
+    relay = Relay(platform, forks)
     try:
         asyncio.run(relay.serve())
     except StartupFailed as exc:

@@ -122,3 +122,51 @@ def test_failed_logins_are_counted_across_edges(start_relay):
     assert [line["failures"] for line in refused] == [1, 2, 3, 4, 5]
     assert {line["pid"] for line in refused} <= set(_edge_pids(relay))
     assert relay.wait_for("smtp.auth_throttled", peer="127.0.0.1")
+
+
+def _process(pid: int) -> tuple[str, int]:
+    """(comm, parent pid) as /proc shows them."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    return comm, int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if _process(int(entry))[1] == pid:
+                    found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
+
+
+def test_edges_are_forks_of_the_fork_server_which_is_a_child_of_the_relay(start_relay):
+    relay = start_relay({"smtp": {"processes": 2}})
+    relay.wait_for("edge.started", count=2)
+    server, = [pid for pid in _children(relay.proc.pid) if _process(pid)[0] == "atmos-forksrv"]
+    for edge in _edge_pids(relay):
+        assert _process(edge) == ("atmos-edge", server)
+    s = session(relay, "submission")
+    assert s.ehlo()[0] == 250
+    s.quit()
+
+
+def test_a_killed_fork_server_takes_its_edges_down_and_new_edges_take_over(mail_relay, dns_server, sink_mx,
+                                                                             no_warmup):
+    relay = mail_relay({**no_warmup, "smtp": {"processes": 1}})
+    member = enroll_published(relay, dns_server, DID, DOMAIN)
+    edge, = _edge_pids(relay)
+    server = _process(edge)[1]
+    os.kill(server, signal.SIGKILL)
+    relay.wait_for("edge.forkserver_lost", pid=server)
+    exited, = relay.wait_for("edge.exited", pid=edge)
+    assert exited["returncode"] == -signal.SIGKILL
+    restarted, = relay.wait_for("edge.restarted")
+    relay.wait_for("edge.started", pid=restarted["pid"])
+    assert _process(restarted["pid"])[1] == relay.proc.pid  # a new interpreter, started by the relay itself
+    submit(relay, member, subject="after the fork server died")
+    assert len(sink_mx.wait_for(1, timeout=30)) == 1

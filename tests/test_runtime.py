@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -163,6 +165,26 @@ def test_deploy_loads_new_code_while_an_open_session_completes(start_relay, tmp_
     assert new.data(message(f"app@{DOMAIN}", "x@recipient.test")) == (
         250, b"2.0.0 Ok: handled by version B-with-a-longer-name")
     new.quit()
+
+
+def test_an_edge_restarted_after_a_deploy_runs_the_deployed_code(start_relay, tmp_path):
+    """The fork server holds the code of the relay's start; an edge forked after a deploy must not."""
+    version = """
+        def handler(event, context):
+            return {"reply": {"code": 250, "status": "2.0.0", "text": "Ok: handled by version %s"}}
+    """
+    manifest = probe_manifest(tmp_path, "probe.handler.handler", body=version % "A")
+    relay = start_relay({"manifest": str(manifest), "smtp": {"processes": 1}})
+    member = relay.enroll(DID, DOMAIN)
+    (tmp_path / "probe" / "handler.py").write_text(textwrap.dedent(version % "B, deployed"))
+    assert json.loads(relay.cli("deploy").stdout)["deployed"] is True
+    edge, = [line["pid"] for line in relay.logs("edge.started")]
+    os.kill(edge, signal.SIGKILL)
+    restarted, = relay.wait_for("edge.restarted")
+    relay.wait_for("edge.started", pid=restarted["pid"])
+    s = send(relay, member)
+    assert s.data(message(f"app@{DOMAIN}", "x@recipient.test")) == (250, b"2.0.0 Ok: handled by version B, deployed")
+    s.quit()
 
 
 def test_deploy_adds_a_function_from_serverless_yml(start_relay, tmp_path):

@@ -17,7 +17,9 @@ from functions.outbound.header_section import Field, HeaderSection
 from runtime import replies
 from runtime.errors import RelayError
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+# atext (RFC 5322 3.2.3) plus any non-ASCII (RFC 6532), written as what it excludes: a
+# negated class compiles in microseconds where the range list took 30 ms in every process.
+_ATEXT = r'[^\x00-\x20"(),.:;<>@\[\\\]\x7f]'
 _LOCAL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = rf"({_LOCAL})@({_LABEL}(?:\.{_LABEL})+)"
