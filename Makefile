@@ -22,8 +22,10 @@ bytecode: $(STAMP)
 run: bytecode
 	$(BIN)/atmos-relay serve $(if $(CONFIG),--config $(CONFIG))
 
-test-deps: bytecode
-	bash tests/setup/install-deps.sh
+# The system side (Debian packages, npm, the PDS build) needs no venv: it runs beside pip, not after.
+test-deps:
+	bash tests/setup/install-deps.sh & deps=$$!; $(MAKE) --no-print-directory bytecode; made=$$?; \
+	wait $$deps && exit $$made
 
 # The tests mostly wait on the processes they start (relays, BIND, MX, Kafka),
 # so four workers keep two cores busy; PYTEST_ARGS="-n 0" runs them one by one.

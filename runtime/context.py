@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-import dns.resolver
-
 from runtime.auth_throttle import AuthThrottle
 from runtime.bus import EventBus
 from runtime.clock import Clock
@@ -33,6 +31,8 @@ from runtime.spool import Spool
 from runtime.store import Store
 
 if TYPE_CHECKING:
+    import dns.resolver
+
     from runtime.manifest import FunctionSpec
 
 
@@ -56,6 +56,8 @@ class Services:
 
     def resolver(self) -> dns.resolver.Resolver:
         """A resolver on the configured name servers (the system's when none are set)."""
+        import dns.resolver  # on first use: dnspython costs a one-shot command 0.13 s to import
+
         dns_settings = self.settings.dns
         if dns_settings.nameservers:
             resolver = dns.resolver.Resolver(configure=False)

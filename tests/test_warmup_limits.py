@@ -106,4 +106,5 @@ def test_highly_trusted_skips_warming_and_burst_warming_halves_the_hour(warm_rel
     warm_relay.cli_json("member", "label", DID, "--add", "burst_warming")
     assert send(warm_relay, 1) == ["451 4.7.1 hourly sending limit reached (30/15, tier trusted); try again later"]
     shown = warm_relay.cli_json("member", "show", DID)
-    assert shown["labels"] == ["burst_warming", "highly_trusted"]
+    # The labeler's minute may have come and labelled the proven domain meanwhile; that is not a cap.
+    assert [x for x in shown["labels"] if x != "verified-mail-operator"] == ["burst_warming", "highly_trusted"]
