@@ -234,7 +234,17 @@ def _serve(control: socket.socket, parent: int, entry: Callable[[list[str]], int
                 _become_edge(control, (wake_r, wake_w), request, fds, entry)
             for fd in fds:
                 os.close(fd)
-            control.send(json.dumps({"spawned": pid}).encode())
+            if not _tell(control, {"spawned": pid}):
+                return 0
+
+
+def _tell(control: socket.socket, message: dict) -> bool:
+    """False when the main process is gone (its edges then die with us)."""
+    try:
+        control.send(json.dumps(message).encode())
+        return True
+    except OSError:
+        return False
 
 
 def _reap(control: socket.socket) -> None:
@@ -245,7 +255,7 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        control.send(json.dumps({"exited": pid, "returncode": os.waitstatus_to_exitcode(status)}).encode())
+        _tell(control, {"exited": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
 
 def _become_edge(control: socket.socket, wake: tuple[int, int], request: dict, fds: list[int],
@@ -254,8 +264,8 @@ def _become_edge(control: socket.socket, wake: tuple[int, int], request: dict, f
     try:
         signal.set_wakeup_fd(-1)
         name_process("atmos-edge")
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)  # SIGHUP stays ignored until the edge is ready
         control.close()
         for fd in wake:
             os.close(fd)

@@ -65,7 +65,7 @@ if [ ! -d "$corpus/tests/data" ]; then
   tmp=$(mktemp -d)
   pip=(python3 -m pip)
   "${pip[@]}" --version >/dev/null 2>&1 || pip=(.venv/bin/pip)
-  "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --no-binary :all: "flufl.bounce==6.0.0" \
+  "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --no-binary flufl.bounce "flufl.bounce==6.0.0" \
     -d "$tmp" 2>/dev/null
   mkdir -p "$corpus" && tar xzf "$tmp"/flufl_bounce-*.tar.gz -C "$corpus" --strip-components=1
   rm -rf "$tmp"
