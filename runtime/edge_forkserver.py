@@ -82,7 +82,8 @@ class EdgeForkServer:
         self._edges: dict[int, ForkedEdge] = {}
         self._early_exits: dict[int, int] = {}
         self._lock: asyncio.Lock | None = None
-        self.gone = False
+        self.gone = False  # the connection is lost: the server and its edges are dead
+        self.failed = False  # it did not answer a spawn: ask it for no more edges
 
     @classmethod
     def start(cls, preload: Callable[[], dict[str, float]], entry: Entry,
@@ -114,6 +115,10 @@ class EdgeForkServer:
         ours.setblocking(False)
         return cls(ours, pid, preloaded, log)
 
+    @property
+    def available(self) -> bool:
+        return not (self.gone or self.failed)
+
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._replies = asyncio.Queue()
@@ -140,6 +145,8 @@ class EdgeForkServer:
                     edge._exit(code)
                 else:  # exited before spawn() registered it
                     self._early_exits[pid] = code
+            elif self.failed:  # the answer to a spawn we gave up on: that edge is not ours to run
+                os.kill(int(message["spawned"]), signal.SIGTERM)
             else:
                 self._replies.put_nowait(message)
 
@@ -161,7 +168,7 @@ class EdgeForkServer:
         """A new edge running `argv` + `--listen-fds` for these sockets, as numbered in the edge."""
         assert self._loop is not None and self._lock is not None and self._replies is not None
         async with self._lock:
-            if self.gone:
+            if not self.available:
                 raise ForkServerGone("fork server gone")
             names = list(sockets)
             request = json.dumps({"argv": argv, "listeners": names}).encode()
@@ -169,6 +176,7 @@ class EdgeForkServer:
                 socket.send_fds(self._control, [request], [sockets[n].fileno() for n in names])
                 reply = await asyncio.wait_for(self._replies.get(), SPAWN_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as exc:
+                self.failed = True
                 raise ForkServerGone(f"fork server did not answer: {exc!r}") from exc
             if "error" in reply:
                 raise ForkServerGone(reply["error"])

@@ -104,11 +104,11 @@ class EdgeSupervisor:
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process | ForkedEdge:
         """A fork of the fork server when there is one, else a new interpreter."""
         proc: asyncio.subprocess.Process | ForkedEdge | None = None
-        if self.forks is not None and not self.forks.gone:
+        if self.forks is not None and self.forks.available:
             try:
                 proc = await self.forks.spawn(self._arguments(slot, self.forks.pid), self.sockets)
             except ForkServerGone as exc:
-                self.log.error("edge.forkserver_lost", pid=self.forks.pid, error=str(exc))
+                self.log.error("edge.forkserver_failed", pid=self.forks.pid, error=str(exc))
         if proc is None:
             fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets.items())
             proc = await asyncio.create_subprocess_exec(
