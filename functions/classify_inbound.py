@@ -23,7 +23,6 @@ from email.utils import getaddresses
 from functions.inbound import addresses, attribution, bounces, forwarder, relay_proof, report_auth
 from functions.inbound.attribution import Attribution, Decision
 from functions.inbound.bounce_reasons import Classification
-from functions.inbound.bounces import pool_blocks
 from functions.inbound.classifier import RecipientOutcome, Verdict, classify
 from functions.reputation import feedback
 from runtime import payload, replies
@@ -117,13 +116,12 @@ def _count(conn, context: LambdaContext, verdict: Verdict, finding: Finding, inb
                 conn, context, proven.did, decision.address, verdict.feedback_type, proven.message_id,
                 verdict.user_agent, queue_id=proven.queue_id, inbound_id=inbound_id)
         else:
+            # A DSN's Remote-MTA and diagnostic are the reporting MTA's words about a hop after ours (a
+            # forwarder, a gateway): proof of the bounce, never of the pool's standing (pool_blocks).
             counted = feedback.record_bounce(
                 conn, context, proven.did, decision.address, Classification(outcome.kind, outcome.reason,
                                                                             outcome.status),
                 message_id=proven.message_id, source="dsn", queue_id=proven.queue_id, inbound_id=inbound_id)
-            if counted is not None:
-                pool_blocks.observe(conn, context, proven.did, decision.address, outcome.reason, outcome.status,
-                                    outcome.diagnostic, outcome.remote_mta, "dsn")
         if counted is None:
             finding.decisions[index] = (Decision(decision.address, False, "already counted for this message"),
                                         outcome)

@@ -1,15 +1,21 @@
 """A provider refusing the pool's mail: an operator alert, never a suppression.
 
-When a recipient's MX answers with a reason about the pool's standing
-(blocked by a list or by reputation, spam detected, a policy rejection,
-too many connections or messages), at delivery time or in a DSN that
-came back, the provider is recorded in `pool_blocks` with since when and
+When a recipient's MX answers the relay's own delivery with a reason about
+the pool's standing (blocked by a list or by reputation, spam detected, a
+policy rejection, too many connections or messages), the provider is
+recorded in `pool_blocks` with since when and
 the last reply; `pool_blocked` is emitted and `pool.blocked` logged when it
 starts and again at most once per `poolBlocks.alertInterval` while it
 lasts. The first delivery the provider accepts again clears it
 (`pool_unblocked`, `pool.unblocked`). The provider is the registrable part
 of the MX host's name (gmail-smtp-in.l.google.com is google.com), else the
 recipient's domain.
+
+Only the relay's own SMTP replies count here. A DSN that comes back, even
+one proven to be about our message, reports a refusal at a hop after the
+MX we delivered to (a forwarder, an inbound gateway): its Remote-MTA names
+whom that hop talked to, and anyone who received our message can write one.
+It counts as the recipient's bounce, not as a block of the pool.
 """
 from __future__ import annotations
 
@@ -46,16 +52,16 @@ def after_delivery(conn: sqlite3.Connection, context: LambdaContext, did: str, r
     if delivered:
         clear(conn, context, did, provider_of(mx, recipient))
     elif reading is not None and mx:  # a reply from the provider's MX, not a failure to reach it
-        observe(conn, context, did, recipient, reading.reason, reading.status, reply, mx, "smtp")
+        _observe(conn, context, did, recipient, reading.reason, reading.status, reply, mx)
 
 
-def observe(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reason: str,
-            status: str, reply: str, mx: str, source: str) -> bool:
+def _observe(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reason: str,
+             status: str, reply: str, mx: str) -> bool:
     """Record a reply about the pool; True when it raised the alert (new, or the interval has passed)."""
     if not about_the_pool(reason) or not did:
         return False
     provider, now = provider_of(mx, recipient), context.clock.now()
-    reply = " ".join((reply or "").split())[:500]
+    reply, source = " ".join((reply or "").split())[:500], "smtp"
     row = conn.execute("SELECT since, alerted_at FROM pool_blocks WHERE provider = ?", (provider,)).fetchone()
     due = row is None or now - row["alerted_at"] >= context.settings.poolBlocks.alertInterval
     conn.execute(
