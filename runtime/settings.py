@@ -18,7 +18,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from runtime.bounce_settings import PoolBlockSchema, PoolBlockSettings, SuppressionSchema, SuppressionSettings
-from runtime.config_fields import Duration, HostPort, StringList
+from runtime.config_fields import Duration, HostPort, StringList, WebUrl
 from runtime.invoke_settings import InvokeSchema, InvokeSettings
 
 
@@ -289,7 +289,7 @@ class LimitSchema(_Base):
 
 class AtprotoSchema(_Base):
     target = AtprotoSettings
-    plcUrl = fields.Url(require_tld=False, schemes={"http", "https"})
+    plcUrl = WebUrl()
     timeout = Duration()
     allowPrivateAddresses = fields.Boolean()
 
@@ -306,7 +306,7 @@ class LabelerSchema(_Base):
     did = fields.String(validate=validate.Regexp(
         r"^$|^did:plc:[a-z2-7]{24}$|^did:web:[a-z0-9.-]+(%3A[0-9]{1,5})?$",
         error="a did:plc:<24 base32 characters> or did:web:<host> (empty: did:web:<hostname>)"))
-    publicUrl = fields.Url(require_tld=False, schemes={"https", "http"})
+    publicUrl = WebUrl(allow_empty=True)
     keyType = fields.String(validate=validate.OneOf(["secp256k1", "p256"]))
 
 

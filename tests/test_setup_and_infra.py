@@ -130,8 +130,10 @@ def test_bad_config_is_refused_with_the_key_named(tmp_path):
     from harness.relay import BIN
 
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"listen": {"mx": "nowhere"}, "delivery": {"maxAge": "soon"}, "typo": 1}))
+    config.write_text(json.dumps({"listen": {"mx": "nowhere"}, "delivery": {"maxAge": "soon"}, "typo": 1,
+                                  "atproto": {"plcUrl": "ftp://plc.example"}, "labeler": {"publicUrl": "https:///"}}))
     result = subprocess.run([str(BIN), "serve", "--config", str(config)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
-    assert "listen.mx" in result.stderr and "delivery.maxAge" in result.stderr and "typo" in result.stderr
+    for key in ("listen.mx", "delivery.maxAge", "typo", "atproto.plcUrl", "labeler.publicUrl"):
+        assert key in result.stderr, key
