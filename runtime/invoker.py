@@ -148,8 +148,7 @@ class FunctionRuntime:
                 sys.path.insert(0, root)
             keep = self.current is None and _unchanged(self._preloaded)
             previous = {} if keep else _purge(manifest.reload_packages)
-            if self.current is not None:
-                _drop_stale_bytecode(self.current.fingerprint)
+            _drop_stale_bytecode(self.current.fingerprint if self.current is not None else self._preloaded)
             importlib.invalidate_caches()
             handlers = HandlerTable(manifest)
             try:
