@@ -6,7 +6,7 @@ a crash while clients wait in the listen backlog. So `serve`, before it opens
 the store or starts a thread, imports every handler and forks once: the child
 is the fork server, a single-threaded process that only forks edges on
 request. An edge is then a fork of that pristine, fully imported process and
-is accepting within milliseconds. It still builds its own platform (store,
+is accepting within a tenth of a second. It builds its own platform (store,
 spool, settings) from the config file, exactly as an exec'd edge does.
 
 The main process talks to the fork server over a socket pair: a spawn request
