@@ -32,14 +32,17 @@ def results(relay) -> list[dict]:
     return rows
 
 
-def wait_for(predicate, timeout: float = 120, what: str = "condition"):
+def wait_for(predicate, timeout: float = 120, what: str = "condition", workers: list[Worker] = ()):
+    """`workers`: whose last log lines go into the failure, to say where they were."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    logs = "\n".join(f"worker {w.proc.pid if w.proc else '-'}: {json.dumps(line)}"
+                     for w in workers for line in w.lines[-25:])
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
 def test_two_workers_share_the_partitions_and_a_killed_one_loses_nothing(kafka_relay, tmp_path):
@@ -63,7 +66,7 @@ def test_two_workers_share_the_partitions_and_a_killed_one_loses_nothing(kafka_r
         wait_for(lambda: len(results(relay)) >= len(first) + 20, what="some of the second batch")
         workers[0].kill()
         wait_for(lambda: len(results(relay)) >= len(first) + len(second), timeout=180,
-                 what="every action of the second batch, after the kill")
+                 what="every action of the second batch, after the kill", workers=workers)
 
         # relay_events keeps one row per action id, so the set says it: every action has its result, no other.
         ids = [r["__action_id"] for r in results(relay)]
