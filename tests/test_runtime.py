@@ -182,6 +182,7 @@ def test_an_edge_restarted_after_a_deploy_runs_the_deployed_code(start_relay, tm
     os.kill(edge, signal.SIGKILL)
     restarted, = relay.wait_for("edge.restarted")
     relay.wait_for("edge.started", pid=restarted["pid"])
+    assert Path(f"/proc/{restarted['pid']}/comm").read_text().strip() == "atmos-edge"  # forked, not exec'd
     s = send(relay, member)
     assert s.data(message(f"app@{DOMAIN}", "x@recipient.test")) == (250, b"2.0.0 Ok: handled by version B, deployed")
     s.quit()
