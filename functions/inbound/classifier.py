@@ -24,7 +24,6 @@ class RecipientOutcome:
     reason: str
     action: str = "failed"  # "failed" | "delayed" | "complained"
     diagnostic: str = ""
-    remote_mta: str = ""  # the MX that gave the reply, when the report names it
 
     def as_dict(self) -> dict:
         return {"address": self.address, "kind": self.kind, "status": self.status, "reason": self.reason,
@@ -58,8 +57,7 @@ def _attribute(conn: sqlite3.Connection, targets: list[InboundAddress], returned
 
 def _outcome(rcpt: bounces.Bounced) -> RecipientOutcome:
     """The relay's own recipient: the address it sent to, not where the receiving side rewrote it."""
-    return RecipientOutcome(rcpt.sent_to, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500],
-                            rcpt.remote_mta)
+    return RecipientOutcome(rcpt.sent_to, rcpt.kind, rcpt.status, rcpt.reason, rcpt.action, rcpt.diagnostic[:500])
 
 
 def _complaint(conn, reading: bounces.Reading, targets, operator_domain) -> Verdict:

@@ -29,6 +29,8 @@ from functions.members.suppression import normalize
 from functions.reputation import events
 from runtime.context import LambdaContext
 
+SOURCE = "smtp"  # the rows' and alerts' `source`: the relay's own delivery replies are the only one
+
 
 def provider_of(mx: str, recipient: str) -> str:
     """Who refused: the MX host's registrable domain (two labels, three under a ccTLD's second level)."""
@@ -52,16 +54,17 @@ def after_delivery(conn: sqlite3.Connection, context: LambdaContext, did: str, r
     if delivered:
         clear(conn, context, did, provider_of(mx, recipient))
     elif reading is not None and mx:  # a reply from the provider's MX, not a failure to reach it
-        _observe(conn, context, did, recipient, reading.reason, reading.status, reply, mx)
+        _observe(conn, context, did, recipient, reading, reply, mx)
 
 
-def _observe(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reason: str,
-             status: str, reply: str, mx: str) -> bool:
+def _observe(conn: sqlite3.Connection, context: LambdaContext, did: str, recipient: str, reading: Classification,
+             reply: str, mx: str) -> bool:
     """Record a reply about the pool; True when it raised the alert (new, or the interval has passed)."""
+    reason, status, source = reading.reason, reading.status, SOURCE
     if not about_the_pool(reason) or not did:
         return False
     provider, now = provider_of(mx, recipient), context.clock.now()
-    reply, source = " ".join((reply or "").split())[:500], "smtp"
+    reply = " ".join((reply or "").split())[:500]
     row = conn.execute("SELECT since, alerted_at FROM pool_blocks WHERE provider = ?", (provider,)).fetchone()
     due = row is None or now - row["alerted_at"] >= context.settings.poolBlocks.alertInterval
     conn.execute(

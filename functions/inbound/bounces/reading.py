@@ -21,7 +21,6 @@ class Bounced:
     action: str = "failed"  # failed | delayed | complained | delivered | replied
     diagnostic: str = ""
     command: str = ""
-    remote_mta: str = ""
     original: str = ""  # the address as the sender gave it (Original-Recipient, an alias it expanded from)
 
     @property

@@ -116,7 +116,6 @@ def recipients_in(found: list[Message]) -> tuple[str, list[Bounced]]:
         if (status.startswith("2.") and action == "failed") or status.endswith(".0.0"):
             status = reasons.status_in(diagnostic) if reasons.status_in(diagnostic)[:1] == status[:1] else status
         out.append(Bounced(final, "", status, action=action, diagnostic=diagnostic, command=command_of(diagnostic),
-                           remote_mta=field_value(header_text(block, "Remote-MTA")),
                            original=original if original.lower() != final.lower() else ""))
     return reporting, out
 
