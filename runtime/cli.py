@@ -58,11 +58,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     log = JsonLog()
     install_stdlib_bridge(log)
-    forks = None
+    preloaded, forks = None, None
     if settings.smtp.processes:  # before the store is opened or a thread started
-        forks = EdgeForkServer.start(lambda: preload_handlers(manifest_path(settings)), forked_edge, log)
-    platform = build(settings, log, announce_token=True, eager=True,
-                     preloaded=forks.preloaded if forks else None)
+        preloaded = preload_handlers(manifest_path(settings))
+        forks = EdgeForkServer.start(preloaded, forked_edge, log)
+    platform = build(settings, log, announce_token=True, eager=True, preloaded=preloaded)
     return serve(platform, forks)
 
 

@@ -24,12 +24,12 @@ class CliError(Exception):
         self.code = code
 
 
-def platform_for(args: argparse.Namespace, *, announce_token: bool = False, quiet: bool = True,
-                 eager: bool = False) -> Platform:
+def platform_for(args: argparse.Namespace, *, eager: bool = False) -> Platform:
+    """A one-shot command's platform; its log goes to stderr, its answer to stdout."""
     settings = load_settings(args.config)
-    log = JsonLog(sys.stderr) if quiet else JsonLog()
+    log = JsonLog(sys.stderr)
     install_stdlib_bridge(log)
-    return build(settings, log, announce_token=announce_token, eager=eager)
+    return build(settings, log, eager=eager)
 
 
 def print_json(value: Any) -> None:

@@ -72,10 +72,9 @@ class ForkedEdge:
 class EdgeForkServer:
     """Main-process side: forks the server once, then asks it for edges."""
 
-    def __init__(self, control: socket.socket, pid: int, preloaded: dict[str, float], log: JsonLog) -> None:
+    def __init__(self, control: socket.socket, pid: int, log: JsonLog) -> None:
         self._control = control
         self.pid = pid
-        self.preloaded = preloaded  # for the main process's own first load
         self.log = log
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replies: asyncio.Queue[dict] | None = None
@@ -86,14 +85,12 @@ class EdgeForkServer:
         self.failed = False  # it did not answer a spawn: ask it for no more edges
 
     @classmethod
-    def start(cls, preload: Callable[[], dict[str, float]], entry: Entry,
-              log: JsonLog) -> "EdgeForkServer | None":
-        """Import what every edge needs, then fork the server; None when forking is not safe here.
+    def start(cls, preloaded: dict[str, float], entry: Entry, log: JsonLog) -> "EdgeForkServer | None":
+        """Fork the server from this process, whose handlers are imported; None when forking is not safe here.
 
-        `preload` imports the handlers and returns their sources' fingerprint, which each edge's
-        `entry(argv, fingerprint)` uses to keep those modules instead of importing them again.
+        `preloaded` is those handlers' sources' fingerprint (runtime.invoker.preload_handlers), which each
+        edge's `entry(argv, preloaded)` uses to keep the modules instead of importing them again.
         """
-        preloaded = preload()
         if threading.active_count() != 1:
             log.warning("edge.forkserver_unavailable", reason="threads already running; edges start as new processes")
             return None
@@ -113,7 +110,7 @@ class EdgeForkServer:
                 os._exit(code)
         theirs.close()
         ours.setblocking(False)
-        return cls(ours, pid, preloaded, log)
+        return cls(ours, pid, log)
 
     @property
     def available(self) -> bool:
